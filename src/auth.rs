@@ -1,0 +1,403 @@
+//! Bearer tokens: where they come from (a static value or Secrets Manager), how they are kept
+//! fresh (periodic and on-miss re-reads, single-flight, rate-limited), and the constant-time
+//! check of what a caller presents.
+//!
+//! Secrets Manager holds either one token (a plain string) or several named callers
+//! (`{"tokens": {"alice": "...", "ci": "..."}}`). Both the AWSCURRENT and the AWSPREVIOUS
+//! versions are accepted, so a caller holding the previous token survives one rotation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use subtle::ConstantTimeEq;
+
+use crate::error::ProxyError;
+
+/// One caller's token. The value never appears in `Debug` output or logs.
+#[derive(Clone)]
+pub struct NamedToken {
+    /// The caller's name, logged with each request (`default` for a single-token secret).
+    pub name: String,
+    value: Vec<u8>,
+}
+
+impl NamedToken {
+    /// A token for the caller `name`.
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Self { name: name.into(), value: value.into() }
+    }
+}
+
+impl std::fmt::Debug for NamedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NamedToken({}, <redacted>)", self.name)
+    }
+}
+
+/// The tokens accepted right now.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSet {
+    tokens: Vec<NamedToken>,
+}
+
+impl TokenSet {
+    /// A set holding exactly these tokens.
+    pub fn new(tokens: Vec<NamedToken>) -> Self {
+        Self { tokens }
+    }
+
+    /// The name of the caller whose token equals `presented`.
+    ///
+    /// Every stored token is compared, each in constant time, so the time taken does not tell
+    /// how much of a token was right or which caller it belongs to.
+    pub fn find(&self, presented: &[u8]) -> Option<&str> {
+        let mut found = None;
+        for token in &self.tokens {
+            let equal: bool = token.value.as_slice().ct_eq(presented).into();
+            if equal && found.is_none() {
+                found = Some(token.name.as_str());
+            }
+        }
+        found
+    }
+
+    /// Number of tokens (both versions, all callers).
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True when no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// Parses a secret's value: a plain string is one token (`default`); a JSON object
+/// `{"tokens": {"name": "token", ...}}` is several named callers.
+pub fn parse_secret(value: &str) -> Result<Vec<NamedToken>, String> {
+    let trimmed = value.trim();
+    if trimmed.starts_with('{') {
+        let parsed: serde_json::Value = serde_json::from_str(trimmed)
+            .map_err(|_| "the secret looks like JSON but does not parse; use a plain token or {\"tokens\": {\"name\": \"token\"}}".to_string())?;
+        let Some(map) = parsed.get("tokens").and_then(|t| t.as_object()) else {
+            return Err("a JSON secret must have the form {\"tokens\": {\"name\": \"token\", ...}}".into());
+        };
+        let mut tokens = Vec::with_capacity(map.len());
+        for (name, token) in map {
+            match token.as_str().map(str::trim) {
+                Some(t) if !t.is_empty() => tokens.push(NamedToken::new(name.clone(), t)),
+                _ => return Err(format!("token for caller {name:?} must be a non-empty string")),
+            }
+        }
+        if tokens.is_empty() {
+            return Err("the secret's \"tokens\" object is empty".into());
+        }
+        Ok(tokens)
+    } else if trimmed.is_empty() {
+        Err("the secret is empty".into())
+    } else {
+        Ok(vec![NamedToken::new("default", trimmed)])
+    }
+}
+
+/// Generates a fresh URL-safe token with 256 bits from the OS CSPRNG.
+pub fn generate_token() -> Result<String, getrandom::Error> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// How often the store goes back to Secrets Manager.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshPolicy {
+    /// Re-read at least this often (`TOKEN_REFRESH_SECONDS`).
+    pub every: Duration,
+    /// After an unknown token, re-read at once but no more often than this
+    /// (`TOKEN_MISS_REFRESH_SECONDS`).
+    pub on_miss_at_most_every: Duration,
+}
+
+enum Source {
+    Static,
+    SecretsManager {
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+        policy: RefreshPolicy,
+    },
+}
+
+struct Inner {
+    source: Source,
+    tokens: RwLock<Option<Arc<TokenSet>>>,
+    /// When the last read finished (successful or not), for the miss rate limit.
+    last_attempt: Mutex<Option<Instant>>,
+    /// When the last successful read finished, for the periodic refresh.
+    last_success: Mutex<Option<Instant>>,
+    /// Serialises reads so that concurrent misses share one.
+    refresh_lock: tokio::sync::Mutex<()>,
+    /// Bumped by every finished read; a waiter that sees it move knows its read was done.
+    generation: AtomicU64,
+}
+
+/// The token store shared by all requests.
+#[derive(Clone)]
+pub struct TokenStore {
+    inner: Arc<Inner>,
+}
+
+impl TokenStore {
+    /// A store holding fixed tokens (`BEARER_TOKEN`, or a generated local token).
+    pub fn fixed(tokens: TokenSet) -> Self {
+        Self::with(Source::Static, Some(tokens))
+    }
+
+    /// A store that reads `secret_id` from Secrets Manager. Call [`TokenStore::load`] at start.
+    pub fn secrets_manager(
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+        policy: RefreshPolicy,
+    ) -> Self {
+        Self::with(Source::SecretsManager { client, secret_id, policy }, None)
+    }
+
+    fn with(source: Source, tokens: Option<TokenSet>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                tokens: RwLock::new(tokens.map(Arc::new)),
+                last_attempt: Mutex::new(None),
+                last_success: Mutex::new(None),
+                refresh_lock: tokio::sync::Mutex::new(()),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The first read, at cold start. A failure is logged, not fatal: requests then get 503
+    /// and the read is retried on the next request.
+    pub async fn load(&self) {
+        if let Source::SecretsManager { .. } = self.inner.source {
+            self.refresh(Trigger::Start).await;
+        }
+    }
+
+    /// Checks the tokens a caller presented and returns the caller's name.
+    pub async fn authenticate(&self, presented: &[&str]) -> Result<String, ProxyError> {
+        let unauthorized = || {
+            ProxyError::Authentication(
+                "invalid bearer token: send it as 'Authorization: Bearer <token>' or 'x-api-key: <token>'"
+                    .into(),
+            )
+        };
+        let presented: Vec<&str> = presented.iter().copied().filter(|t| !t.is_empty()).collect();
+        if presented.is_empty() {
+            return Err(ProxyError::Authentication(
+                "missing bearer token: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'".into(),
+            ));
+        }
+
+        let set = match self.current() {
+            Some(set) => {
+                self.maybe_refresh_in_background();
+                set
+            }
+            None => {
+                // The first read failed; try again now (single-flight), and never let anyone in
+                // without tokens to compare against.
+                self.refresh(Trigger::Empty).await;
+                self.current().ok_or_else(|| {
+                    ProxyError::TokenStoreUnavailable(
+                        "the token store (Secrets Manager) is unavailable, so no request can be authenticated; try again shortly"
+                            .into(),
+                    )
+                })?
+            }
+        };
+        if let Some(name) = find_any(&set, &presented) {
+            return Ok(name);
+        }
+        // Unknown token: it may have just been set in the console. Re-read, rate-limited.
+        if self.refresh(Trigger::Miss).await {
+            if let Some(set) = self.current() {
+                if let Some(name) = find_any(&set, &presented) {
+                    return Ok(name);
+                }
+            }
+        }
+        Err(unauthorized())
+    }
+
+    fn current(&self) -> Option<Arc<TokenSet>> {
+        self.inner.tokens.read().ok().and_then(|guard| guard.clone())
+    }
+
+    fn maybe_refresh_in_background(&self) {
+        let Source::SecretsManager { policy, .. } = &self.inner.source else { return };
+        let stale = lock(&self.inner.last_success).is_none_or(|t| t.elapsed() >= policy.every);
+        let recently_tried = lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < policy.on_miss_at_most_every);
+        if stale && !recently_tried && self.inner.refresh_lock.try_lock().is_ok() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                store.refresh(Trigger::Periodic).await;
+            });
+        }
+    }
+
+    /// Reads the secret unless another read finished while we waited or the rate limit says
+    /// no. Returns true when a read happened (by us or a concurrent caller) after we asked.
+    async fn refresh(&self, trigger: Trigger) -> bool {
+        let Source::SecretsManager { client, secret_id, policy } = &self.inner.source else {
+            return false;
+        };
+        let seen = self.inner.generation.load(Ordering::Acquire);
+        let _guard = self.inner.refresh_lock.lock().await;
+        if self.inner.generation.load(Ordering::Acquire) != seen {
+            return true;
+        }
+        if trigger == Trigger::Miss
+            && lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < policy.on_miss_at_most_every)
+        {
+            return false;
+        }
+        if trigger == Trigger::Periodic && lock(&self.inner.last_success).is_some_and(|t| t.elapsed() < policy.every) {
+            return false;
+        }
+        let result = read_secret(client, secret_id).await;
+        let now = Instant::now();
+        *lock(&self.inner.last_attempt) = Some(now);
+        match result {
+            Ok(set) => {
+                tracing::info!(tokens = set.len(), ?trigger, "bearer tokens loaded from secrets manager");
+                if let Ok(mut guard) = self.inner.tokens.write() {
+                    *guard = Some(Arc::new(set));
+                }
+                *lock(&self.inner.last_success) = Some(now);
+            }
+            Err(message) if self.current().is_some() => {
+                tracing::warn!(error = %message, ?trigger, "could not re-read bearer tokens; keeping the last good ones");
+            }
+            Err(message) => {
+                tracing::error!(error = %message, ?trigger, "could not read bearer tokens; requests get 503 until a read succeeds");
+            }
+        }
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Start,
+    Empty,
+    Periodic,
+    Miss,
+}
+
+fn find_any(set: &TokenSet, presented: &[&str]) -> Option<String> {
+    presented
+        .iter()
+        .find_map(|p| set.find(p.as_bytes()))
+        .map(str::to_string)
+}
+
+// A poisoned lock only means another thread panicked mid-update of an Instant; the value is
+// still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads AWSCURRENT and, if there is one, AWSPREVIOUS.
+async fn read_secret(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<TokenSet, String> {
+    let current = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let mut tokens = parse_secret(current.secret_string().unwrap_or_default())
+        .map_err(|e| format!("AWSCURRENT: {e}"))?;
+    match client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+    {
+        Ok(previous) => match parse_secret(previous.secret_string().unwrap_or_default()) {
+            Ok(old) => tokens.extend(old),
+            Err(e) => tracing::warn!(error = %e, "ignoring the AWSPREVIOUS version of the token secret"),
+        },
+        // A secret that was never changed has no previous version.
+        Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+        Err(e) => tracing::warn!(error = %describe(&e), "could not read the AWSPREVIOUS token version"),
+    }
+    Ok(TokenSet::new(tokens))
+}
+
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &aws_sdk_secretsmanager::error::SdkError<E, R>,
+) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_secret_is_one_default_token() {
+        let tokens = parse_secret("  abc123\n").unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].name, "default");
+        assert_eq!(TokenSet::new(tokens).find(b"abc123"), Some("default"));
+    }
+
+    #[test]
+    fn a_json_secret_names_each_caller() {
+        let set = TokenSet::new(parse_secret(r#"{"tokens": {"alice": "a-token", "ci": "c-token"}}"#).unwrap());
+        assert_eq!(set.find(b"a-token"), Some("alice"));
+        assert_eq!(set.find(b"c-token"), Some("ci"));
+        assert_eq!(set.find(b"a-toke"), None);
+        assert_eq!(set.find(b""), None);
+    }
+
+    #[test]
+    fn malformed_json_secrets_are_rejected() {
+        assert!(parse_secret(r#"{"token": "x"}"#).is_err());
+        assert!(parse_secret(r#"{"tokens": {"a": 5}}"#).is_err());
+        assert!(parse_secret(r#"{"tokens": {}}"#).is_err());
+        assert!(parse_secret("{broken").is_err());
+        assert!(parse_secret("   ").is_err());
+    }
+
+    #[test]
+    fn token_values_never_show_in_debug() {
+        let set = TokenSet::new(vec![NamedToken::new("alice", "sekrit-value")]);
+        assert!(!format!("{set:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn generated_tokens_are_long_and_url_safe() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[tokio::test]
+    async fn fixed_store_accepts_either_header_and_refuses_others() {
+        let store = TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", "good")]));
+        assert_eq!(store.authenticate(&["good"]).await.unwrap(), "default");
+        assert_eq!(store.authenticate(&["bad", "good"]).await.unwrap(), "default");
+        assert!(matches!(store.authenticate(&["bad"]).await, Err(ProxyError::Authentication(_))));
+        assert!(matches!(store.authenticate(&[]).await, Err(ProxyError::Authentication(m)) if m.contains("missing")));
+    }
+}

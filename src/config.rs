@@ -1,0 +1,208 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every variable the binaries read is named here, so the README's configuration table and the
+//! Terraform wiring can be checked against this one file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::models::{InferenceProfile, ModelMap};
+
+/// Why the configuration could not be read; the message says what to set.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Where the bearer tokens come from.
+#[derive(Clone)]
+pub enum TokenSourceConfig {
+    /// `BEARER_TOKEN_SECRET_ID`: a Secrets Manager secret name or ARN.
+    SecretsManager(String),
+    /// `BEARER_TOKEN`: one static token, for local use.
+    Static(String),
+    /// Neither is set: allowed only outside Lambda, where a random token is generated and printed.
+    Generated,
+}
+
+impl std::fmt::Debug for TokenSourceConfig {
+    // Never print a static token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SecretsManager(id) => f.debug_tuple("SecretsManager").field(id).finish(),
+            Self::Static(_) => f.write_str("Static(<redacted>)"),
+            Self::Generated => f.write_str("Generated"),
+        }
+    }
+}
+
+/// Everything the proxy needs to know before it serves a request.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// True when running inside Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
+    pub in_lambda: bool,
+    /// Local listen address (`LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// AWS region (`AWS_REGION`, default us-east-1).
+    pub region: String,
+    /// Token source.
+    pub tokens: TokenSourceConfig,
+    /// How often tokens are re-read from Secrets Manager (`TOKEN_REFRESH_SECONDS`).
+    pub token_refresh: Duration,
+    /// Minimum gap between re-reads caused by an unknown token (`TOKEN_MISS_REFRESH_SECONDS`).
+    pub token_miss_refresh: Duration,
+    /// Cross-region inference profile (`INFERENCE_PROFILE`).
+    pub inference_profile: InferenceProfile,
+    /// Extra or overriding model names (`MODEL_MAP`).
+    pub model_map: ModelMap,
+    /// Beta flags forwarded on top of the built-in table (`EXTRA_BETA_FLAGS`).
+    pub extra_beta_flags: Vec<String>,
+    /// Largest accepted request body (`MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Total attempts for throttled or unavailable calls (`UPSTREAM_MAX_ATTEMPTS`).
+    pub upstream_max_attempts: u32,
+    /// Base delay of the jittered exponential backoff (`UPSTREAM_RETRY_BASE_MS`).
+    pub upstream_retry_base: Duration,
+    /// Time allowed until Bedrock's first event or full answer (`UPSTREAM_TIMEOUT_SECONDS`).
+    pub upstream_timeout: Duration,
+    /// Silence on a stream after which a ping is sent (`PING_INTERVAL_MS`).
+    pub ping_interval: Duration,
+    /// Origins for the local CORS layer (`CORS_ALLOW_ORIGINS`); never used inside Lambda.
+    pub cors_allow_origins: Vec<String>,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Reads the configuration from a map of variables (what `from_env` and tests use).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let region = get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_string());
+
+        let tokens = match (get("BEARER_TOKEN_SECRET_ID"), get("BEARER_TOKEN")) {
+            (Some(id), _) => TokenSourceConfig::SecretsManager(id),
+            (None, Some(token)) => TokenSourceConfig::Static(token),
+            (None, None) if in_lambda => {
+                return Err(ConfigError(
+                    "no token configured: set BEARER_TOKEN_SECRET_ID to the name or ARN of the \
+                     Secrets Manager secret holding the bearer token"
+                        .into(),
+                ))
+            }
+            (None, None) => TokenSourceConfig::Generated,
+        };
+
+        let inference_profile = match get("INFERENCE_PROFILE") {
+            Some(p) => p.parse().map_err(ConfigError)?,
+            None => InferenceProfile::default_for_region(&region),
+        };
+        let model_map = match get("MODEL_MAP") {
+            Some(json) => ModelMap::parse(&json).map_err(ConfigError)?,
+            None => ModelMap::default(),
+        };
+        let extra_beta_flags = get("EXTRA_BETA_FLAGS")
+            .map(|v| split_list(&v))
+            .unwrap_or_default();
+        let cors_allow_origins = get("CORS_ALLOW_ORIGINS")
+            .map(|v| split_list(&v))
+            .unwrap_or_default();
+
+        let listen_addr = get("LISTEN_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .map_err(|e| ConfigError(format!("LISTEN_ADDR must be host:port, e.g. 127.0.0.1:8080 ({e})")))?;
+
+        Ok(Self {
+            in_lambda,
+            listen_addr,
+            region,
+            tokens,
+            token_refresh: Duration::from_secs(number(&get, "TOKEN_REFRESH_SECONDS", 300)?),
+            token_miss_refresh: Duration::from_secs(number(&get, "TOKEN_MISS_REFRESH_SECONDS", 30)?),
+            inference_profile,
+            model_map,
+            extra_beta_flags,
+            max_body_bytes: number(&get, "MAX_BODY_BYTES", 6 * 1024 * 1024)?,
+            upstream_max_attempts: number(&get, "UPSTREAM_MAX_ATTEMPTS", 3)?.max(1),
+            upstream_retry_base: Duration::from_millis(number(&get, "UPSTREAM_RETRY_BASE_MS", 200)?),
+            // Lambda's default timeout in our Terraform is 300 s; the first event must come well
+            // within it so the caller gets a clean error instead of a killed function.
+            upstream_timeout: Duration::from_secs(number(&get, "UPSTREAM_TIMEOUT_SECONDS", 120)?.max(1)),
+            ping_interval: Duration::from_millis(number(&get, "PING_INTERVAL_MS", 10_000)?.max(10)),
+            cors_allow_origins,
+        })
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError(format!("{name} must be a non-negative integer, got {v:?}"))),
+    }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn lambda_without_a_token_refuses_to_start() {
+        let err = Config::from_vars(&vars(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")])).unwrap_err();
+        assert!(err.0.contains("BEARER_TOKEN_SECRET_ID"), "{}", err.0);
+    }
+
+    #[test]
+    fn local_without_a_token_generates_one() {
+        let cfg = Config::from_vars(&vars(&[])).unwrap();
+        assert!(matches!(cfg.tokens, TokenSourceConfig::Generated));
+        assert_eq!(cfg.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.region, "us-east-1");
+    }
+
+    #[test]
+    fn secret_id_wins_over_static_token() {
+        let cfg = Config::from_vars(&vars(&[("BEARER_TOKEN_SECRET_ID", "s"), ("BEARER_TOKEN", "t")])).unwrap();
+        assert!(matches!(cfg.tokens, TokenSourceConfig::SecretsManager(ref s) if s == "s"));
+    }
+
+    #[test]
+    fn static_token_is_redacted_in_debug() {
+        let cfg = Config::from_vars(&vars(&[("BEARER_TOKEN", "hunter2-secret")])).unwrap();
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_numbers_say_which_variable() {
+        let err = Config::from_vars(&vars(&[("MAX_BODY_BYTES", "lots")])).unwrap_err();
+        assert!(err.0.contains("MAX_BODY_BYTES"));
+    }
+}

@@ -1,0 +1,203 @@
+//! The one error type of the request path, and the one place it becomes an Anthropic-shaped
+//! response (`{"type":"error","error":{"type","message"}}`) or an SSE `event: error`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+/// Seconds a caller is asked to wait after a final 429 or 529. The SDKs honour `retry-after`,
+/// and Bedrock's throttling windows are short, so a small value keeps callers moving.
+pub const RETRY_AFTER_SECONDS: &str = "2";
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request is malformed; the message says how.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Missing or wrong token.
+    #[error("{0}")]
+    Authentication(String),
+    /// Bedrock refused access to the model.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Unknown route, model or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body is larger than `MAX_BODY_BYTES`.
+    #[error("{0}")]
+    RequestTooLarge(String),
+    /// Bedrock throttled the call (after our retries).
+    #[error("{0}")]
+    RateLimited(String),
+    /// Bedrock is unavailable or the model is not ready (after our retries).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The token store could not be read, so no request can be authenticated.
+    #[error("{0}")]
+    TokenStoreUnavailable(String),
+    /// Bedrock took longer than `UPSTREAM_TIMEOUT_SECONDS`.
+    #[error("{0}")]
+    Timeout(String),
+    /// Bedrock failed, or answered with something we could not read.
+    #[error("{0}")]
+    Upstream(String),
+    /// A bug or an unexpected state on our side; the caller gets a generic message.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// Maps a Bedrock error code (the SDK's error code, e.g. `ThrottlingException`, or an
+    /// event-stream exception type such as `throttlingException`) to the Anthropic error.
+    pub fn from_bedrock(code: &str, message: String) -> Self {
+        match code.to_ascii_lowercase().trim_end_matches("exception") {
+            "validation" => Self::InvalidRequest(message),
+            "accessdenied" => Self::PermissionDenied(message),
+            "resourcenotfound" => Self::NotFound(message),
+            "throttling" | "servicequotaexceeded" => Self::RateLimited(message),
+            "servicenotready" | "modelnotready" | "serviceunavailable" => Self::Overloaded(message),
+            "modeltimeout" => Self::Timeout(message),
+            _ => Self::Upstream(if message.is_empty() {
+                format!("bedrock error {code}")
+            } else {
+                message
+            }),
+        }
+    }
+
+    /// True for the failures worth trying again before anything reached the caller.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RateLimited(_) | Self::Overloaded(_))
+    }
+
+    /// HTTP status and Anthropic `error.type`.
+    pub fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            Self::Authentication(_) => (StatusCode::UNAUTHORIZED, "authentication_error"),
+            Self::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_error"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
+            Self::RequestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+            Self::Overloaded(_) => (overloaded_status(), "overloaded_error"),
+            Self::TokenStoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "api_error"),
+            Self::Upstream(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
+        }
+    }
+
+    /// The message the caller sees. Internal details stay in our logs.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal error in the proxy; see its logs".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The Anthropic error body, shared by JSON responses and SSE error events.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, kind) = self.status_and_type();
+        serde_json::json!({
+            "type": "error",
+            "error": { "type": kind, "message": self.public_message() }
+        })
+    }
+
+    /// A complete SSE `event: error` frame, for errors after the stream has begun.
+    pub fn sse_event(&self) -> Bytes {
+        Bytes::from(format!("event: error\ndata: {}\n\n", self.body()))
+    }
+}
+
+// 529 is Anthropic's overloaded status; it has no constant in `http`.
+fn overloaded_status() -> StatusCode {
+    StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_type();
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if self.is_retryable() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if matches!(self, Self::Authentication(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bedrock_codes_map_to_anthropic_errors() {
+        let cases = [
+            ("ValidationException", 400, "invalid_request_error"),
+            ("validationException", 400, "invalid_request_error"),
+            ("AccessDeniedException", 403, "permission_error"),
+            ("ResourceNotFoundException", 404, "not_found_error"),
+            ("ThrottlingException", 429, "rate_limit_error"),
+            ("throttlingException", 429, "rate_limit_error"),
+            ("ServiceQuotaExceededException", 429, "rate_limit_error"),
+            ("ServiceUnavailableException", 529, "overloaded_error"),
+            ("ModelNotReadyException", 529, "overloaded_error"),
+            ("ModelTimeoutException", 504, "api_error"),
+            ("ModelStreamErrorException", 500, "api_error"),
+            ("InternalServerException", 500, "api_error"),
+        ];
+        for (code, status, kind) in cases {
+            let err = ProxyError::from_bedrock(code, "m".into());
+            let (s, k) = err.status_and_type();
+            assert_eq!((s.as_u16(), k), (status, kind), "{code}");
+        }
+    }
+
+    #[test]
+    fn validation_keeps_bedrocks_message() {
+        let err = ProxyError::from_bedrock("ValidationException", "stream: Extra inputs are not permitted".into());
+        assert_eq!(err.body()["error"]["message"], "stream: Extra inputs are not permitted");
+        assert_eq!(err.body()["type"], "error");
+    }
+
+    #[test]
+    fn internal_details_are_not_shown_to_callers() {
+        let err = ProxyError::Internal("secret detail".into());
+        assert!(!err.body().to_string().contains("secret detail"));
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let response = ProxyError::RateLimited("slow down".into()).into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECONDS);
+        let response = ProxyError::Overloaded("busy".into()).into_response();
+        assert_eq!(response.status().as_u16(), 529);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn sse_error_events_are_one_complete_frame() {
+        let frame = ProxyError::Upstream("cut".into()).sse_event();
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(text.starts_with("event: error\ndata: {"));
+        assert!(text.ends_with("}\n\n"));
+        let data: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+        assert_eq!(data["error"]["type"], "api_error");
+    }
+}

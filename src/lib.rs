@@ -1,0 +1,118 @@
+//! bedrock-anthropic-proxy: the Anthropic Messages API in front of Claude on Amazon Bedrock,
+//! served as a streaming AWS Lambda (Function URL, RESPONSE_STREAM) or as a local HTTP server.
+//!
+//! `main` reads the [`config::Config`], builds an [`AppState`] once, and hands
+//! [`routes::app`] to whichever transport it runs under.
+
+pub mod auth;
+pub mod bedrock;
+pub mod config;
+pub mod error;
+pub mod models;
+pub mod request_log;
+pub mod routes;
+pub mod sse;
+pub mod telemetry;
+pub mod translate;
+
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
+use aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig;
+
+use crate::auth::{NamedToken, RefreshPolicy, TokenSet, TokenStore};
+use crate::bedrock::{Bedrock, RetryPolicy};
+use crate::config::{Config, TokenSourceConfig};
+use crate::models::ModelResolver;
+use crate::translate::BetaFilter;
+
+pub use routes::app;
+
+/// Everything a request needs, built once per process (once per Lambda instance).
+pub struct AppState {
+    /// The configuration read at start.
+    pub config: Config,
+    /// Bedrock Runtime.
+    pub bedrock: Bedrock,
+    /// The accepted bearer tokens.
+    pub tokens: TokenStore,
+    /// Model-name mapping.
+    pub models: ModelResolver,
+    /// Which `anthropic-beta` flags reach Bedrock.
+    pub betas: BetaFilter,
+}
+
+impl AppState {
+    /// Builds the AWS clients and reads the tokens (from Secrets Manager at cold start, when
+    /// configured). Outside Lambda with no token configured, a random one is generated and
+    /// printed once.
+    pub async fn from_config(config: Config) -> Result<Arc<Self>, String> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .load()
+            .await;
+        let bedrock_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
+            // Retries are ours (bedrock.rs), so that errors in a stream's first event are
+            // retried the same way as HTTP errors, and so attempts are not multiplied.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
+            // Bedrock may pause between events while the model thinks; our own ping keeps the
+            // caller's connection alive, and the stall guard only has to catch dead sockets.
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(config.upstream_timeout)
+                    .build(),
+            )
+            .build();
+        let bedrock = Bedrock::new(
+            aws_sdk_bedrockruntime::Client::from_conf(bedrock_config),
+            RetryPolicy {
+                max_attempts: config.upstream_max_attempts,
+                base_delay: config.upstream_retry_base,
+                timeout: config.upstream_timeout,
+            },
+        );
+
+        let tokens = match &config.tokens {
+            TokenSourceConfig::SecretsManager(secret_id) => {
+                let store = TokenStore::secrets_manager(
+                    aws_sdk_secretsmanager::Client::new(&sdk),
+                    secret_id.clone(),
+                    RefreshPolicy {
+                        every: config.token_refresh,
+                        on_miss_at_most_every: config.token_miss_refresh,
+                    },
+                );
+                store.load().await;
+                store
+            }
+            TokenSourceConfig::Static(token) => {
+                TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", token.as_str())]))
+            }
+            TokenSourceConfig::Generated => {
+                let token = auth::generate_token().map_err(|e| format!("generating a token: {e}"))?;
+                // Printed once, on purpose, to the terminal only (not through the logger), so
+                // that a local user can copy it.
+                eprintln!(
+                    "No BEARER_TOKEN or BEARER_TOKEN_SECRET_ID set; generated a token for this run:\n\n    {token}\n\n\
+                     Use it as ANTHROPIC_AUTH_TOKEN (Authorization: Bearer) or ANTHROPIC_API_KEY (x-api-key)."
+                );
+                TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", token)]))
+            }
+        };
+
+        Ok(Arc::new(Self {
+            models: ModelResolver::new(config.inference_profile, config.model_map.clone()),
+            betas: BetaFilter::new(config.extra_beta_flags.clone()),
+            bedrock,
+            tokens,
+            config,
+        }))
+    }
+}

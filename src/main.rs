@@ -1,0 +1,42 @@
+//! Entry point: read the configuration, build the clients once, and serve the one router
+//! under Lambda's streaming runtime or as a local HTTP server.
+
+use bedrock_anthropic_proxy::{app, config::Config, telemetry, AppState};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    telemetry::init(in_lambda);
+    let config = Config::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    let state = AppState::from_config(config).await?;
+    let router = app(state.clone());
+
+    if state.config.in_lambda {
+        return lambda_http::run_with_streaming_response(router).await;
+    }
+    let listener = tokio::net::TcpListener::bind(state.config.listen_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, let open requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,312 @@
+//! The one router both transports serve: routes, handlers, and the layers every request passes
+//! through (request id and log line, panic catching, auth, and local-only CORS).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::ProxyError;
+use crate::request_log::{RequestLog, Usage};
+use crate::sse::sse_stream;
+use crate::translate::{parse_request, to_bedrock_body, Endpoint};
+use crate::AppState;
+
+/// The response header carrying our request id, as Anthropic's API does.
+pub const REQUEST_ID_HEADER: &str = "request-id";
+
+/// Builds the router. Tests call it directly with `tower::ServiceExt::oneshot`.
+pub fn app(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{id}", get(get_model))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            ProxyError::Internal("a handler panicked".into()).into_response()
+        }))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state.clone());
+    // Inside Lambda the Function URL owns CORS; headers from us too would be duplicates,
+    // which browsers reject. Locally, CORS is opt-in for browser use.
+    if !state.config.in_lambda && !state.config.cors_allow_origins.is_empty() {
+        router = router.layer(cors_layer(&state.config.cors_allow_origins));
+    }
+    router
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("anthropic-version"),
+            header::HeaderName::from_static("anthropic-beta"),
+        ])
+        .expose_headers([header::HeaderName::from_static(REQUEST_ID_HEADER)])
+}
+
+/// Gives every request an id and a log record, and every response the `request-id` header.
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let request_id = new_request_id();
+    let log = RequestLog::new(&request_id, req.method().as_str(), req.uri().path());
+    req.extensions_mut().insert(log.clone());
+    let mut response = next.run(req).await;
+    log.status(response.status().as_u16());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 24];
+    // The id only has to be unique, not secret; a failed read still yields a usable id.
+    let _ = getrandom::fill(&mut bytes);
+    let mut id = String::with_capacity(28);
+    id.push_str("req_");
+    id.extend(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char));
+    id
+}
+
+/// Every route but `GET /health` needs a valid token. Unknown routes need one too, so that
+/// nothing about the API is told to anonymous callers.
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ProxyError> {
+    let is_health = req.uri().path() == "/health" && matches!(*req.method(), Method::GET | Method::HEAD);
+    if is_health {
+        return Ok(next.run(req).await);
+    }
+    let presented = presented_tokens(req.headers());
+    let presented: Vec<&str> = presented.iter().map(String::as_str).collect();
+    let caller = state.tokens.authenticate(&presented).await?;
+    if let Some(log) = req.extensions().get::<RequestLog>() {
+        log.caller(&caller);
+    }
+    Ok(next.run(req).await)
+}
+
+/// The tokens a caller sent: `Authorization: Bearer <t>` and/or `x-api-key: <t>`.
+fn presented_tokens(headers: &HeaderMap) -> Vec<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        });
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string());
+    bearer.into_iter().chain(api_key).collect()
+}
+
+/// Reads the body up to `limit` bytes, refusing larger ones while reading, not after.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
+    let too_large = || {
+        ProxyError::RequestTooLarge(format!(
+            "request body is larger than {limit} bytes (MAX_BODY_BYTES)"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ProxyError::InvalidRequest(format!("could not read the request body: {e}"))),
+    }
+}
+
+fn unknown_model(name: &str) -> ProxyError {
+    ProxyError::NotFound(format!(
+        "model {name:?} is not a Claude model this proxy can map to Bedrock; use a Claude model name \
+         (e.g. claude-sonnet-4-5), a Bedrock model or inference-profile ID, or map it with MODEL_MAP, \
+         e.g. MODEL_MAP='{{\"{name}\": \"us.anthropic.claude-sonnet-4-5-20250929-v1:0\"}}'"
+    ))
+}
+
+fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
+/// `POST /v1/messages` (any query string; Claude Code sends `?beta=true`).
+async fn messages(
+    State(state): State<Arc<AppState>>,
+    Extension(log): Extension<RequestLog>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ProxyError> {
+    let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
+    let request = parse_request(&bytes, Endpoint::Messages)?;
+    let model_id = state.models.resolve(&request.model).map_err(|e| unknown_model(&e.0))?;
+    log.model(&request.model, &model_id, request.stream);
+    let betas = state.betas.filter(beta_headers(&headers));
+    let bedrock_body = to_bedrock_body(&request, betas, &state.betas);
+    drop(bytes);
+
+    if request.stream {
+        let ping = state.config.ping_interval;
+        let started = state.bedrock.invoke_stream(&model_id, &bedrock_body, ping).await?;
+        let stream = sse_stream(started.first, started.rest, ping, log);
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(stream))
+            .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))?;
+        return Ok(response);
+    }
+
+    let answer = state.bedrock.invoke(&model_id, &bedrock_body).await?;
+    let (answer, usage) = crate::translate::from_bedrock_response(answer)?;
+    if let Some(usage) = usage {
+        log.usage(usage);
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
+}
+
+/// `POST /v1/messages/count_tokens`.
+async fn count_tokens(
+    State(state): State<Arc<AppState>>,
+    Extension(log): Extension<RequestLog>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ProxyError> {
+    let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
+    let mut request = parse_request(&bytes, Endpoint::CountTokens)?;
+    let model_id = state.models.resolve(&request.model).map_err(|e| unknown_model(&e.0))?;
+    log.model(&request.model, &model_id, false);
+    // CountTokens takes a complete InvokeModel body, which needs max_tokens; the value does
+    // not change the count.
+    request.body.entry("max_tokens").or_insert(json!(1));
+    let betas = state.betas.filter(beta_headers(&headers));
+    let bedrock_body = to_bedrock_body(&request, betas, &state.betas);
+    let input_tokens = state.bedrock.count_tokens(&model_id, &bedrock_body).await?;
+    log.usage(Usage { input: input_tokens, ..Usage::default() });
+    Ok(Json(json!({ "input_tokens": input_tokens })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<usize>,
+    after_id: Option<String>,
+    before_id: Option<String>,
+}
+
+/// `GET /v1/models`, in Anthropic's list shape with `limit`/`after_id`/`before_id` paging.
+async fn list_models(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ProxyError> {
+    let all = crate::models::catalog(state.models.map());
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=1000).contains(&limit) {
+        return Err(ProxyError::InvalidRequest("limit: must be between 1 and 1000".into()));
+    }
+    let position = |id: &str| {
+        all.iter()
+            .position(|m| m.id == id)
+            .ok_or_else(|| ProxyError::InvalidRequest(format!("no model with id {id:?} to page from")))
+    };
+    let (page, has_more) = match (&params.after_id, &params.before_id) {
+        (Some(_), Some(_)) => {
+            return Err(ProxyError::InvalidRequest("send after_id or before_id, not both".into()))
+        }
+        (Some(after), None) => {
+            let start = position(after)? + 1;
+            let end = (start + limit).min(all.len());
+            (&all[start..end], end < all.len())
+        }
+        (None, Some(before)) => {
+            let end = position(before)?;
+            let start = end.saturating_sub(limit);
+            (&all[start..end], start > 0)
+        }
+        (None, None) => {
+            let end = limit.min(all.len());
+            (&all[..end], end < all.len())
+        }
+    };
+    Ok(Json(json!({
+        "data": page,
+        "has_more": has_more,
+        "first_id": page.first().map(|m| m.id.clone()),
+        "last_id": page.last().map(|m| m.id.clone()),
+    }))
+    .into_response())
+}
+
+/// `GET /v1/models/{id}`.
+async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ProxyError> {
+    crate::models::catalog_entry(&id, &state.models)
+        .map(|m| Json(m).into_response())
+        .ok_or_else(|| ProxyError::NotFound(format!("model {id:?} not found")))
+}
+
+/// `GET /health`: no auth, no upstream call; says the process is up.
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ProxyError {
+    ProxyError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ProxyError {
+    ProxyError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_look_like_anthropics_and_differ() {
+        let a = new_request_id();
+        assert!(a.starts_with("req_") && a.len() == 28);
+        assert_ne!(a, new_request_id());
+    }
+
+    #[test]
+    fn both_auth_headers_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  tok1 "));
+        h.insert("x-api-key", HeaderValue::from_static("tok2"));
+        assert_eq!(presented_tokens(&h), vec!["tok1", "tok2"]);
+        let mut basic = HeaderMap::new();
+        basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(presented_tokens(&basic).is_empty());
+    }
+}

@@ -1,0 +1,224 @@
+//! Bedrock stream chunks → Anthropic server-sent events: `event: <type>\ndata: <json>\n\n`,
+//! one frame per chunk, flushed as it arrives; keep-alive pings on silence; `event: error`
+//! when the stream fails after it has begun; token counts taken from Bedrock's metrics.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::bedrock::StreamItem;
+use crate::error::ProxyError;
+use crate::request_log::{RequestLog, Usage};
+
+/// The keep-alive frame, byte for byte what Anthropic sends.
+pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+
+/// Bedrock's addition to `message_stop`; callers never see it.
+const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
+
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// One re-framed event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The complete SSE frame.
+    pub bytes: Bytes,
+    /// True for `message_stop`, the last event of a complete answer.
+    pub is_stop: bool,
+    /// Token counts, when the event carried Bedrock's metrics.
+    pub usage: Option<Usage>,
+}
+
+/// Re-frames one Bedrock chunk payload (one Anthropic event as JSON) as an SSE frame.
+///
+/// The JSON is forwarded byte for byte, except `message_stop`, which loses Bedrock's metrics,
+/// and JSON containing raw line breaks, which is re-serialised so it fits on one `data:` line.
+pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
+    let garbled = |why: &str| ProxyError::Upstream(format!("bedrock sent an unreadable stream event: {why}"));
+    let head: EventHead = serde_json::from_slice(chunk).map_err(|_| garbled("not a JSON event with a \"type\""))?;
+    let kind = head.kind;
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(garbled("bad event type"));
+    }
+    let is_stop = kind == "message_stop";
+    let mut usage = None;
+    let mut rewritten = None;
+    if is_stop || chunk.contains(&b'\n') || chunk.contains(&b'\r') {
+        let mut value: serde_json::Value = serde_json::from_slice(chunk).map_err(|_| garbled("not JSON"))?;
+        if let Some(metrics) = value.as_object_mut().and_then(|o| o.remove(BEDROCK_METRICS_KEY)) {
+            usage = Some(Usage::from_bedrock_metrics(&metrics));
+        }
+        rewritten = Some(serde_json::to_vec(&value).map_err(|_| garbled("not JSON"))?);
+    }
+    let data = rewritten.as_deref().unwrap_or(chunk);
+    let mut out = BytesMut::with_capacity(kind.len() + data.len() + 16);
+    out.put_slice(b"event: ");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
+    Ok(Frame { bytes: out.freeze(), is_stop, usage })
+}
+
+/// State of one caller's SSE stream.
+struct SseStream {
+    first: Option<StreamItem>,
+    rest: mpsc::Receiver<StreamItem>,
+    ping_interval: Duration,
+    log: RequestLog,
+    finished: bool,
+    saw_stop: bool,
+}
+
+impl Drop for SseStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The body was dropped before the end: the caller went away.
+            self.log.outcome("client_gone");
+        }
+    }
+}
+
+/// The caller's SSE body: Bedrock's events as they arrive, pings during silence, an
+/// `event: error` if the stream fails. Dropping it (the caller left) drops `rest`, which stops
+/// the pump and closes Bedrock's connection.
+pub fn sse_stream(
+    first: Option<StreamItem>,
+    rest: mpsc::Receiver<StreamItem>,
+    ping_interval: Duration,
+    log: RequestLog,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let state = SseStream { first, rest, ping_interval, log, finished: false, saw_stop: false };
+    futures_util::stream::unfold(state, |mut s| async move {
+        if s.finished {
+            return None;
+        }
+        let item = match s.first.take() {
+            Some(item) => Some(item),
+            None => match tokio::time::timeout(s.ping_interval, s.rest.recv()).await {
+                Ok(item) => item,
+                Err(_silence) => return Some((Ok(Bytes::from_static(PING_FRAME)), s)),
+            },
+        };
+        let bytes = match item {
+            Some(Ok(chunk)) => match reframe(&chunk) {
+                Ok(frame) => {
+                    if let Some(usage) = frame.usage {
+                        s.log.usage(usage);
+                    }
+                    s.saw_stop |= frame.is_stop;
+                    frame.bytes
+                }
+                Err(e) => s.fail(e),
+            },
+            Some(Err(e)) => s.fail(e),
+            None if s.saw_stop => {
+                s.complete();
+                return None;
+            }
+            None => s.fail(ProxyError::Upstream("bedrock's stream ended before message_stop".into())),
+        };
+        Some((Ok(bytes), s))
+    })
+}
+
+impl SseStream {
+    /// Marks a normal end, so that dropping the stream is not taken for a departed caller.
+    fn complete(&mut self) {
+        self.finished = true;
+    }
+
+    fn fail(&mut self, e: ProxyError) -> Bytes {
+        tracing::warn!(error = %e, "stream failed after it began; sending event: error");
+        self.finished = true;
+        self.log.outcome("stream_error");
+        e.sse_event()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[test]
+    fn events_are_forwarded_byte_for_byte() {
+        let chunk = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \u00e9"}}"#;
+        let frame = reframe(chunk).unwrap();
+        let mut want = b"event: content_block_delta\ndata: ".to_vec();
+        want.extend_from_slice(chunk);
+        want.extend_from_slice(b"\n\n");
+        assert_eq!(frame.bytes.as_ref(), want.as_slice());
+        assert!(!frame.is_stop);
+    }
+
+    #[test]
+    fn message_stop_loses_bedrock_metrics_and_reports_usage() {
+        let chunk = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":34,"invocationLatency":5,"firstByteLatency":2,"cacheReadInputTokenCount":7}}"#;
+        let frame = reframe(chunk).unwrap();
+        assert_eq!(frame.bytes.as_ref(), b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        assert!(frame.is_stop);
+        assert_eq!(frame.usage, Some(Usage { input: 12, output: 34, cache_read: 7, cache_write: 0 }));
+    }
+
+    #[test]
+    fn line_breaks_inside_json_never_split_a_data_line() {
+        let frame = reframe(b"{\"type\":\n\"ping\"}").unwrap();
+        assert_eq!(frame.bytes.as_ref(), b"event: ping\ndata: {\"type\":\"ping\"}\n\n");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_frame() {
+        for bad in [&b"not json"[..], b"{}", b"{\"type\":\"a\\nb\"}", b"[1]", b"{\"type\":5}"] {
+            assert!(reframe(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    async fn collect(items: Vec<StreamItem>) -> String {
+        let (tx, rx) = mpsc::channel(16);
+        for item in items {
+            tx.send(item).await.unwrap();
+        }
+        drop(tx);
+        let log = RequestLog::new("req_test", "POST", "/v1/messages");
+        let out: Vec<_> = sse_stream(None, rx, Duration::from_secs(5), log).collect().await;
+        out.into_iter().map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_error_mid_stream_becomes_an_error_event_and_ends_the_stream() {
+        let text = collect(vec![
+            Ok(Bytes::from_static(br#"{"type":"message_start","message":{}}"#)),
+            Err(ProxyError::RateLimited("slow down".into())),
+        ])
+        .await;
+        assert!(text.ends_with("event: error\ndata: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"},\"type\":\"error\"}\n\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_early_ends_with_an_error_event() {
+        let text = collect(vec![Ok(Bytes::from_static(br#"{"type":"message_start","message":{}}"#))]).await;
+        assert!(text.contains("event: error"), "{text}");
+        let complete = collect(vec![Ok(Bytes::from_static(br#"{"type":"message_stop"}"#))]).await;
+        assert_eq!(complete, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_becomes_pings() {
+        let (tx, rx) = mpsc::channel(1);
+        let log = RequestLog::new("req_test", "POST", "/v1/messages");
+        let mut stream = Box::pin(sse_stream(None, rx, Duration::from_secs(10), log));
+        assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
+        assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
+        tx.send(Ok(Bytes::from_static(br#"{"type":"message_stop"}"#))).await.unwrap();
+        assert!(stream.next().await.unwrap().unwrap().starts_with(b"event: message_stop"));
+    }
+}
