@@ -49,11 +49,14 @@ impl AppState {
     /// configured). Outside Lambda with no token configured, a random one is generated and
     /// printed once.
     pub async fn from_config(config: Config) -> Result<Arc<Self>, String> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region.clone()))
-            .load()
-            .await;
-        let bedrock_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
+        let sdk = load_sdk_config(&config.region).await;
+        Self::new(config, &sdk).await
+    }
+
+    /// Like [`AppState::from_config`], with the AWS configuration given (tests point it at
+    /// the Bedrock emulator and moto).
+    pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<Arc<Self>, String> {
+        let bedrock_config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
             // Retries are ours (bedrock.rs), so that errors in a stream's first event are
             // retried the same way as HTTP errors, and so attempts are not multiplied.
             .retry_config(RetryConfig::disabled())
@@ -82,7 +85,7 @@ impl AppState {
         let tokens = match &config.tokens {
             TokenSourceConfig::SecretsManager(secret_id) => {
                 let store = TokenStore::secrets_manager(
-                    aws_sdk_secretsmanager::Client::new(&sdk),
+                    aws_sdk_secretsmanager::Client::new(sdk),
                     secret_id.clone(),
                     RefreshPolicy {
                         every: config.token_refresh,
@@ -115,4 +118,13 @@ impl AppState {
             config,
         }))
     }
+}
+
+/// The AWS configuration from the usual sources (environment, profile, IMDS/Lambda role),
+/// including the `AWS_ENDPOINT_URL_*` overrides.
+pub async fn load_sdk_config(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .load()
+        .await
 }
