@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -181,10 +182,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 /// drops the event receiver, which closes the HTTP connection to Bedrock so that it stops
 /// generating (and billing) an answer nobody will read.
 async fn pump(
-    mut events: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
-        ResponseStream,
-        aws_sdk_bedrockruntime::types::error::ResponseStreamError,
-    >,
+    mut events: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<ResponseStream, ResponseStreamError>,
     tx: mpsc::Sender<StreamItem>,
 ) {
     loop {
@@ -201,13 +199,32 @@ async fn pump(
             // Event types newer than this SDK carry nothing we could forward.
             Ok(Some(_)) => continue,
             Ok(None) => return,
-            Err(e) => Err(map_sdk_error(e)),
+            Err(e) => Err(map_stream_error(e)),
         };
         let last = item.is_err();
         if tx.send(item).await.is_err() || last {
             return;
         }
     }
+}
+
+/// Exceptions inside an event stream carry only `{"message"}`, so their code is not in the
+/// error metadata; it is the variant the SDK decoded from the frame's `:exception-type`.
+fn map_stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>) -> ProxyError {
+    let SdkError::ServiceError(service) = &err else {
+        return map_sdk_error(err);
+    };
+    let e = service.err();
+    let code = match e {
+        ResponseStreamError::ThrottlingException(_) => "ThrottlingException",
+        ResponseStreamError::ServiceUnavailableException(_) => "ServiceUnavailableException",
+        ResponseStreamError::ValidationException(_) => "ValidationException",
+        ResponseStreamError::ModelTimeoutException(_) => "ModelTimeoutException",
+        ResponseStreamError::ModelStreamErrorException(_) => "ModelStreamErrorException",
+        ResponseStreamError::InternalServerException(_) => "InternalServerException",
+        other => other.code().unwrap_or("UnknownError"),
+    };
+    ProxyError::from_bedrock(code, e.message().unwrap_or_default().to_string())
 }
 
 /// The one mapping from an SDK error (of any operation, or of the event stream) to ours.

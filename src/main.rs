@@ -1,6 +1,7 @@
 //! Entry point: read the configuration, build the clients once, and serve the one router
 //! under Lambda's streaming runtime or as a local HTTP server.
 
+use axum::serve::ListenerExt;
 use bedrock_anthropic_proxy::{app, config::Config, telemetry, AppState};
 
 #[tokio::main]
@@ -16,6 +17,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let listener = tokio::net::TcpListener::bind(state.config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
+    // SSE frames are small; without TCP_NODELAY, Nagle's algorithm would hold each one back
+    // until the previous is acknowledged.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

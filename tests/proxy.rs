@@ -1,0 +1,396 @@
+//! The proxy's router against the Bedrock emulator, through the real aws-sdk-bedrockruntime
+//! client: request rewriting, SSE framing and timing, errors, auth, retries, count_tokens,
+//! models, pings and cancellation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn last_request(h: &Harness) -> Value {
+    h.emulator.requests().pop().expect("the emulator received a request")
+}
+
+#[tokio::test]
+async fn a_message_is_rewritten_for_bedrock_and_returned_as_bedrock_answers() {
+    let h = harness(&[]).await;
+    let reply = post(&h.app, "/v1/messages?beta=true", &message("hello", false)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.headers["request-id"].to_str().unwrap().starts_with("req_"));
+    let answer = reply.json();
+    assert_eq!(answer["type"], "message");
+    assert_eq!(answer["content"][0]["type"], "text");
+    assert!(answer.get("amazon-bedrock-invocationMetrics").is_none());
+
+    let seen = last_request(&h);
+    assert_eq!(seen["operation"], "invoke");
+    assert_eq!(seen["model_id"], "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert_eq!(seen["body"]["anthropic_version"], "bedrock-2023-05-31");
+    assert!(seen["body"].get("model").is_none() && seen["body"].get("stream").is_none());
+}
+
+#[tokio::test]
+async fn a_stream_is_reframed_as_anthropic_sse() {
+    let h = harness(&[]).await;
+    let reply = post(&h.app, "/v1/messages", &message("hi emulator:chunks=4", true)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.headers["content-type"], "text/event-stream; charset=utf-8");
+    assert!(reply.headers.contains_key("request-id"));
+    let text = reply.text();
+    assert!(!text.contains("amazon-bedrock-invocationMetrics"));
+    let events = parse_sse(&text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+    assert_eq!(names.iter().filter(|n| **n == "content_block_delta").count(), 4);
+    assert_eq!(last_request(&h)["operation"], "invoke-with-response-stream");
+}
+
+#[tokio::test]
+async fn the_first_event_never_waits_for_later_chunks() {
+    let h = harness(&[]).await;
+    let req = request("POST", "/v1/messages", Some(&json!({})))
+        .body(Body::from(message("emulator:chunks=3 emulator:delay_ms=700", true).to_string()))
+        .unwrap();
+    let started = Instant::now();
+    let response = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first_at = started.elapsed();
+    assert!(first.starts_with(b"event: message_start\n"), "{first:?}");
+    let mut arrivals = vec![first_at];
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+        arrivals.push(started.elapsed());
+    }
+    let total = started.elapsed();
+    // The emulator spends about 0.7 s between frames; the whole answer takes several
+    // seconds, and the first frame must arrive long before the rest.
+    assert!(total >= Duration::from_millis(2800), "total {total:?}");
+    assert!(first_at < Duration::from_millis(500), "first frame after {first_at:?}");
+    assert!(arrivals.windows(2).any(|w| w[1] - w[0] >= Duration::from_millis(500)), "frames were batched: {arrivals:?}");
+}
+
+#[tokio::test]
+async fn bedrock_errors_map_to_anthropic_statuses() {
+    let h = harness(&[("UPSTREAM_MAX_ATTEMPTS", "1")]).await;
+    let cases = [
+        ("ThrottlingException", 429, "rate_limit_error"),
+        ("ServiceUnavailableException", 529, "overloaded_error"),
+        ("AccessDeniedException", 403, "permission_error"),
+        ("ValidationException", 400, "invalid_request_error"),
+        ("InternalServerException", 500, "api_error"),
+    ];
+    for stream in [false, true] {
+        for (name, status, kind) in cases {
+            let reply = post(&h.app, "/v1/messages", &message(&format!("emulator:error={name}"), stream)).await;
+            assert_eq!(reply.status.as_u16(), status, "{name} stream={stream}: {}", reply.text());
+            assert_eq!(reply.error_type(), kind);
+            assert!(reply.headers.contains_key("request-id"));
+            assert_eq!(reply.headers.contains_key("retry-after"), status == 429 || status == 529, "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bedrock_validation_messages_reach_the_caller() {
+    let h = harness(&[]).await;
+    let mut body = message("hi", false);
+    body["model"] = json!("us.anthropic.claude-does-not-exist-v1:0");
+    let reply = post(&h.app, "/v1/messages", &body).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_type(), "invalid_request_error");
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("model identifier is invalid"));
+}
+
+#[tokio::test]
+async fn a_non_claude_model_is_a_404_that_says_how_to_map_it() {
+    let h = harness(&[]).await;
+    let mut body = message("hi", false);
+    body["model"] = json!("gpt-4o");
+    let reply = post(&h.app, "/v1/messages", &body).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error_type(), "not_found_error");
+    let msg = reply.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("gpt-4o") && msg.contains("MODEL_MAP"), "{msg}");
+    assert!(h.emulator.requests().is_empty());
+}
+
+#[tokio::test]
+async fn model_map_and_new_models_reach_bedrock_under_the_right_id() {
+    let h = harness(&[("MODEL_MAP", r#"{"gpt-4o":"claude-haiku-4-5"}"#), ("INFERENCE_PROFILE", "global")]).await;
+    for (asked, want) in [
+        ("gpt-4o", "global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ("claude-opus-4-8", "global.anthropic.claude-opus-4-8"),
+        ("claude-sonnet-5", "global.anthropic.claude-sonnet-5"),
+        ("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc", "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc"),
+    ] {
+        let mut body = message("hi", false);
+        body["model"] = json!(asked);
+        let reply = post(&h.app, "/v1/messages", &body).await;
+        assert_eq!(reply.status, 200, "{asked}: {}", reply.text());
+        assert_eq!(last_request(&h)["model_id"], want);
+    }
+}
+
+#[tokio::test]
+async fn an_error_mid_stream_becomes_an_error_event() {
+    let h = harness(&[]).await;
+    for prompt in [
+        "emulator:stream_exception_after=2:modelStreamErrorException",
+        "emulator:stream_exception_after=2:throttlingException",
+        "emulator:cut_after=2",
+        "emulator:garbage_after=2",
+    ] {
+        let reply = tokio::time::timeout(Duration::from_secs(20), post(&h.app, "/v1/messages", &message(prompt, true)))
+            .await
+            .unwrap_or_else(|_| panic!("{prompt}: the stream hung"));
+        assert_eq!(reply.status, 200, "{prompt}");
+        let events = parse_sse(&reply.text());
+        let (last, data) = events.last().unwrap();
+        assert_eq!(last, "error", "{prompt}: {events:?}");
+        assert_eq!(data["type"], "error");
+        assert!(data["error"]["type"].is_string());
+        assert_eq!(events.iter().filter(|(n, _)| n == "error").count(), 1, "{prompt}");
+        assert!(events.iter().all(|(n, _)| n != "message_stop"), "{prompt}");
+    }
+}
+
+#[tokio::test]
+async fn no_request_without_a_valid_token_reaches_bedrock() {
+    let h = harness(&[]).await;
+    for auth in [None, Some(("authorization", "Bearer wrong")), Some(("x-api-key", "wrong")), Some(("authorization", TOKEN))] {
+        for (method, uri) in [("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models"), ("GET", "/v1/models/claude-sonnet-4-5"), ("GET", "/nope")] {
+            let mut req = axum::http::Request::builder().method(method).uri(uri);
+            if let Some((k, v)) = auth {
+                req = req.header(k, v);
+            }
+            let reply = send(&h.app, req.body(Body::from(message("hi", false).to_string())).unwrap()).await;
+            assert_eq!(reply.status, 401, "{method} {uri} {auth:?}");
+            assert_eq!(reply.error_type(), "authentication_error");
+            assert!(reply.headers.contains_key("request-id"));
+        }
+    }
+    assert!(h.emulator.requests().is_empty());
+    // Both headers work.
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/messages")
+        .header("x-api-key", TOKEN)
+        .body(Body::from(message("hi", false).to_string()))
+        .unwrap();
+    assert_eq!(send(&h.app, req).await.status, 200);
+    // Health needs no token.
+    let health = send(&h.app, axum::http::Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.status, 200);
+    assert!(health.headers.contains_key("request-id"));
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400s_in_anthropic_shape() {
+    let h = harness(&[("MAX_BODY_BYTES", "2000")]).await;
+    let bodies: &[&[u8]] = &[b"{oops", b"[]", b"\xff\xfe\xfd", br#"{"model": 1, "max_tokens": 1, "messages": []}"#, br#"{"model": "claude-sonnet-4-5", "max_tokens": 1}"#];
+    for body in bodies {
+        let req = request("POST", "/v1/messages", Some(&json!({}))).body(Body::from(body.to_vec())).unwrap();
+        let reply = send(&h.app, req).await;
+        assert_eq!(reply.status, 400, "{:?}", String::from_utf8_lossy(body));
+        assert_eq!(reply.error_type(), "invalid_request_error");
+    }
+    let big = message(&"x".repeat(5000), false);
+    let reply = post(&h.app, "/v1/messages", &big).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.error_type(), "request_too_large");
+    // Not found and wrong method, once authenticated.
+    let reply = send(&h.app, request("GET", "/v2/whatever", None).body(Body::empty()).unwrap()).await;
+    assert_eq!((reply.status.as_u16(), reply.error_type().as_str()), (404, "not_found_error"));
+    let reply = send(&h.app, request("GET", "/v1/messages", None).body(Body::empty()).unwrap()).await;
+    assert_eq!(reply.status, 405);
+    reply.error_type();
+    assert!(h.emulator.requests().is_empty());
+}
+
+#[tokio::test]
+async fn throttling_is_retried_before_the_first_byte() {
+    let h = harness(&[]).await;
+    let reply = post(&h.app, "/v1/messages", &message("emulator:fail_first=2:ThrottlingException:k1", true)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(h.emulator.requests().len(), 3);
+    h.emulator.clear();
+
+    let reply = post(&h.app, "/v1/messages", &message("emulator:error=ThrottlingException", false)).await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.headers["retry-after"], "2");
+    assert_eq!(h.emulator.requests().len(), 3, "default is 3 attempts in total");
+    h.emulator.clear();
+
+    // Errors in a stream's first event are retried too.
+    let reply = post(&h.app, "/v1/messages", &message("emulator:stream_exception_after=0:serviceUnavailableException", true)).await;
+    assert_eq!(reply.status.as_u16(), 529, "{}", reply.text());
+    assert_eq!(h.emulator.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn nothing_is_retried_after_bytes_reach_the_caller() {
+    let h = harness(&[]).await;
+    let reply = post(&h.app, "/v1/messages", &message("emulator:stream_exception_after=2:throttlingException", true)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(h.emulator.requests().len(), 1);
+    assert_eq!(parse_sse(&reply.text()).last().unwrap().1["error"]["type"], "rate_limit_error");
+}
+
+#[tokio::test]
+async fn claude_code_shaped_requests_reach_bedrock_cleaned() {
+    let h = harness(&[]).await;
+    let fixture: Value = serde_json::from_str(include_str!("data/claude_code_request.json")).unwrap();
+    let betas = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,prompt-caching-scope-2026-01-05,context-management-2025-06-27,mid-conversation-system-2026-02-01,thinking-token-count-2026-03-01";
+    assert_eq!(betas.split(',').count(), 8);
+    let req = request("POST", "/v1/messages?beta=true", Some(&fixture))
+        .header("anthropic-beta", betas)
+        .header("x-stainless-lang", "js")
+        .header("x-app", "cli")
+        .body(Body::from(fixture.to_string()))
+        .unwrap();
+    let reply = send(&h.app, req).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    parse_sse(&reply.text());
+    let seen = last_request(&h)["body"].clone();
+    assert_eq!(
+        seen["anthropic_beta"],
+        json!(["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "context-management-2025-06-27"])
+    );
+    for kept in ["context_management", "output_config", "metadata", "thinking", "tool_choice", "temperature"] {
+        assert_eq!(seen[kept], fixture[kept], "{kept} must pass through untouched");
+    }
+    for dropped in ["mcp_servers", "service_tier", "speed", "stream", "model"] {
+        assert!(seen.get(dropped).is_none(), "{dropped} must not reach bedrock");
+    }
+    assert_eq!(seen["tools"][0], fixture["tools"][0]);
+    assert!(seen["tools"][1].get("defer_loading").is_none());
+    assert!(seen["tools"][2].get("eager_input_streaming").is_none());
+    assert_eq!(seen["tools"][2]["cache_control"], json!({"type": "ephemeral"}));
+    assert_eq!(seen["system"][0]["cache_control"], json!({"type": "ephemeral"}));
+    assert_eq!(seen["messages"][0]["content"][1]["cache_control"], json!({"type": "ephemeral"}));
+}
+
+#[tokio::test]
+async fn count_tokens_falls_back_to_the_base_model_id() {
+    let h = harness(&[]).await;
+    let body = json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count these words please"}]});
+    let reply = post(&h.app, "/v1/messages/count_tokens", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.json()["input_tokens"].as_u64().unwrap() >= 1);
+    let seen = h.emulator.requests();
+    let ids: Vec<&str> = seen.iter().map(|r| r["model_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["us.anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-sonnet-4-5-20250929-v1:0"]);
+    assert_eq!(seen[1]["operation"], "count-tokens");
+}
+
+#[tokio::test]
+async fn models_are_listed_and_paged_in_anthropics_shape() {
+    let h = harness(&[("MODEL_MAP", r#"{"team-default":"claude-sonnet-4-5"}"#)]).await;
+    let list = send(&h.app, request("GET", "/v1/models?limit=3", None).body(Body::empty()).unwrap()).await.json();
+    assert_eq!(list["data"].as_array().unwrap().len(), 3);
+    assert_eq!(list["has_more"], true);
+    assert_eq!(list["first_id"], list["data"][0]["id"]);
+    assert_eq!(list["data"][0]["type"], "model");
+    for key in ["id", "display_name", "created_at"] {
+        assert!(list["data"][0][key].is_string());
+    }
+    let after = list["last_id"].as_str().unwrap();
+    let next = send(&h.app, request("GET", &format!("/v1/models?limit=1000&after_id={after}"), None).body(Body::empty()).unwrap()).await.json();
+    assert_eq!(next["has_more"], false);
+    assert_eq!(next["last_id"], "team-default");
+    let before = send(&h.app, request("GET", &format!("/v1/models?before_id={after}"), None).body(Body::empty()).unwrap()).await.json();
+    assert_eq!(before["data"].as_array().unwrap().len(), 2);
+
+    let one = send(&h.app, request("GET", "/v1/models/claude-haiku-4-5", None).body(Body::empty()).unwrap()).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["id"], "claude-haiku-4-5-20251001");
+    let missing = send(&h.app, request("GET", "/v1/models/gpt-4o", None).body(Body::empty()).unwrap()).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error_type(), "not_found_error");
+}
+
+#[tokio::test]
+async fn silence_before_the_first_event_is_filled_with_pings() {
+    let h = harness(&[("PING_INTERVAL_MS", "300")]).await;
+    let reply = post(&h.app, "/v1/messages", &message("emulator:first_delay_ms=1000", true)).await;
+    assert_eq!(reply.status, 200);
+    let events = parse_sse(&reply.text());
+    let first_delta = events.iter().position(|(n, _)| n == "message_start").unwrap();
+    let pings = events[..first_delta].iter().filter(|(n, _)| n == "ping").count();
+    assert!(pings >= 2, "{events:?}");
+    assert!(reply.text().contains("event: ping\ndata: {\"type\": \"ping\"}\n\n"));
+}
+
+#[tokio::test]
+async fn the_default_ping_interval_is_ten_seconds() {
+    let h = harness(&[]).await;
+    assert_eq!(h.state.config.ping_interval, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_caller_that_leaves_mid_stream_closes_bedrocks_connection() {
+    let h = harness(&[]).await;
+    let req = request("POST", "/v1/messages", Some(&json!({})))
+        .body(Body::from(message("emulator:chunks=200 emulator:delay_ms=100", true).to_string()))
+        .unwrap();
+    let response = h.app.clone().oneshot(req).await.unwrap();
+    let mut body = response.into_body();
+    for _ in 0..3 {
+        body.frame().await.unwrap().unwrap();
+    }
+    assert_eq!(h.emulator.stats()["open_streams"], 1);
+    // The server drops the body when the caller's connection goes away.
+    let left = Instant::now();
+    drop(body);
+    loop {
+        if h.emulator.stats()["streams_cancelled"] == 1 {
+            break;
+        }
+        assert!(left.elapsed() < Duration::from_secs(1), "bedrock's stream still open: {}", h.emulator.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.emulator.stats()["open_streams"], 0);
+}
+
+#[tokio::test]
+async fn thinking_and_tool_use_stream_through() {
+    let h = harness(&[]).await;
+    let mut body = message("emulator:thinking emulator:tool_use", true);
+    body["tools"] = json!([{"name": "get_weather", "input_schema": {"type": "object"}}]);
+    let reply = post(&h.app, "/v1/messages", &body).await;
+    let events = parse_sse(&reply.text());
+    let delta_types: Vec<&str> = events.iter().filter_map(|(_, d)| d["delta"]["type"].as_str()).collect();
+    for t in ["thinking_delta", "signature_delta", "text_delta", "input_json_delta"] {
+        assert!(delta_types.contains(&t), "{t} missing from {delta_types:?}");
+    }
+}
+
+#[tokio::test]
+async fn cors_headers_only_locally_and_only_when_asked() {
+    let preflight = || {
+        axum::http::Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/messages")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let local = harness(&[("CORS_ALLOW_ORIGINS", "https://app.example")]).await;
+    let reply = send(&local.app, preflight()).await;
+    assert_eq!(reply.headers["access-control-allow-origin"], "https://app.example");
+
+    let lambda = harness(&[("CORS_ALLOW_ORIGINS", "*"), ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]).await;
+    let reply = send(&lambda.app, preflight()).await;
+    assert!(reply.headers.keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", reply.headers);
+    let reply = post(&lambda.app, "/v1/messages", &message("hi", false)).await;
+    assert!(reply.headers.keys().all(|k| !k.as_str().starts_with("access-control-")));
+}
