@@ -26,7 +26,10 @@ pub struct NamedToken {
 impl NamedToken {
     /// A token for the caller `name`.
     pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -155,12 +158,15 @@ impl TokenStore {
     }
 
     /// A store that reads `secret_id` from Secrets Manager. Call [`TokenStore::load`] at start.
-    pub fn secrets_manager(
-        client: aws_sdk_secretsmanager::Client,
-        secret_id: String,
-        policy: RefreshPolicy,
-    ) -> Self {
-        Self::with(Source::SecretsManager { client, secret_id, policy }, None)
+    pub fn secrets_manager(client: aws_sdk_secretsmanager::Client, secret_id: String, policy: RefreshPolicy) -> Self {
+        Self::with(
+            Source::SecretsManager {
+                client,
+                secret_id,
+                policy,
+            },
+            None,
+        )
     }
 
     fn with(source: Source, tokens: Option<TokenSet>) -> Self {
@@ -188,8 +194,7 @@ impl TokenStore {
     pub async fn authenticate(&self, presented: &[&str]) -> Result<String, ProxyError> {
         let unauthorized = || {
             ProxyError::Authentication(
-                "invalid bearer token: send it as 'Authorization: Bearer <token>' or 'x-api-key: <token>'"
-                    .into(),
+                "invalid bearer token: send it as 'Authorization: Bearer <token>' or 'x-api-key: <token>'".into(),
             )
         };
         let presented: Vec<&str> = presented.iter().copied().filter(|t| !t.is_empty()).collect();
@@ -235,7 +240,9 @@ impl TokenStore {
     }
 
     fn maybe_refresh_in_background(&self) {
-        let Source::SecretsManager { policy, .. } = &self.inner.source else { return };
+        let Source::SecretsManager { policy, .. } = &self.inner.source else {
+            return;
+        };
         let stale = lock(&self.inner.last_success).is_none_or(|t| t.elapsed() >= policy.every);
         let recently_tried = lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < policy.on_miss_at_most_every);
         if stale && !recently_tried && self.inner.refresh_lock.try_lock().is_ok() {
@@ -249,7 +256,12 @@ impl TokenStore {
     /// Reads the secret unless another read finished while we waited or the rate limit says
     /// no. Returns true when a read happened (by us or a concurrent caller) after we asked.
     async fn refresh(&self, trigger: Trigger) -> bool {
-        let Source::SecretsManager { client, secret_id, policy } = &self.inner.source else {
+        let Source::SecretsManager {
+            client,
+            secret_id,
+            policy,
+        } = &self.inner.source
+        else {
             return false;
         };
         let seen = self.inner.generation.load(Ordering::Acquire);
@@ -270,7 +282,11 @@ impl TokenStore {
         *lock(&self.inner.last_attempt) = Some(now);
         match result {
             Ok(set) => {
-                tracing::info!(tokens = set.len(), ?trigger, "bearer tokens loaded from secrets manager");
+                tracing::info!(
+                    tokens = set.len(),
+                    ?trigger,
+                    "bearer tokens loaded from secrets manager"
+                );
                 if let Ok(mut guard) = self.inner.tokens.write() {
                     *guard = Some(Arc::new(set));
                 }
@@ -317,8 +333,8 @@ async fn read_secret(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -
         .send()
         .await
         .map_err(|e| describe(&e))?;
-    let mut tokens = parse_secret(current.secret_string().unwrap_or_default())
-        .map_err(|e| format!("AWSCURRENT: {e}"))?;
+    let mut tokens =
+        parse_secret(current.secret_string().unwrap_or_default()).map_err(|e| format!("AWSCURRENT: {e}"))?;
     match client
         .get_secret_value()
         .secret_id(secret_id)
@@ -397,7 +413,10 @@ mod tests {
         let store = TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", "good")]));
         assert_eq!(store.authenticate(&["good"]).await.unwrap(), "default");
         assert_eq!(store.authenticate(&["bad", "good"]).await.unwrap(), "default");
-        assert!(matches!(store.authenticate(&["bad"]).await, Err(ProxyError::Authentication(_))));
+        assert!(matches!(
+            store.authenticate(&["bad"]).await,
+            Err(ProxyError::Authentication(_))
+        ));
         assert!(matches!(store.authenticate(&[]).await, Err(ProxyError::Authentication(m)) if m.contains("missing")));
     }
 }

@@ -80,11 +80,7 @@ impl Config {
 
     /// Reads the configuration from a map of variables (what `from_env` and tests use).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            vars.get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let region = get("AWS_REGION")
             .or_else(|| get("AWS_DEFAULT_REGION"))
@@ -111,12 +107,8 @@ impl Config {
             Some(json) => ModelMap::parse(&json).map_err(ConfigError)?,
             None => ModelMap::default(),
         };
-        let extra_beta_flags = get("EXTRA_BETA_FLAGS")
-            .map(|v| split_list(&v))
-            .unwrap_or_default();
-        let cors_allow_origins = get("CORS_ALLOW_ORIGINS")
-            .map(|v| split_list(&v))
-            .unwrap_or_default();
+        let extra_beta_flags = get("EXTRA_BETA_FLAGS").map(|v| split_list(&v)).unwrap_or_default();
+        let cors_allow_origins = get("CORS_ALLOW_ORIGINS").map(|v| split_list(&v)).unwrap_or_default();
 
         let listen_addr = get("LISTEN_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".into())

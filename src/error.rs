@@ -197,7 +197,8 @@ mod tests {
         let text = std::str::from_utf8(&frame).unwrap();
         assert!(text.starts_with("event: error\ndata: {"));
         assert!(text.ends_with("}\n\n"));
-        let data: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+        let data: serde_json::Value =
+            serde_json::from_str(text.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
         assert_eq!(data["error"]["type"], "api_error");
     }
 }

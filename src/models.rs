@@ -213,9 +213,7 @@ pub static MODELS: &[ModelInfo] = &[
 
 /// Looks a name up in the built-in table, by canonical ID or alias.
 pub fn find(name: &str) -> Option<&'static ModelInfo> {
-    MODELS
-        .iter()
-        .find(|m| m.id == name || m.aliases.contains(&name))
+    MODELS.iter().find(|m| m.id == name || m.aliases.contains(&name))
 }
 
 /// `MODEL_MAP`: client model names to Bedrock IDs or to other names in the table.
@@ -373,7 +371,12 @@ pub struct ModelEntry {
 
 impl ModelEntry {
     fn new(id: &str, display_name: &str, created_at: &str) -> Self {
-        Self { kind: "model", id: id.into(), display_name: display_name.into(), created_at: created_at.into() }
+        Self {
+            kind: "model",
+            id: id.into(),
+            display_name: display_name.into(),
+            created_at: created_at.into(),
+        }
     }
 
     fn from_info(m: &ModelInfo) -> Self {
@@ -403,7 +406,11 @@ pub fn catalog_entry(id: &str, resolver: &ModelResolver) -> Option<ModelEntry> {
         return Some(ModelEntry::from_info(m));
     }
     if let Some(target) = resolver.map.get(id) {
-        return Some(ModelEntry::new(id, id, find(target).map_or(UNKNOWN_DATE, |m| m.created_at)));
+        return Some(ModelEntry::new(
+            id,
+            id,
+            find(target).map_or(UNKNOWN_DATE, |m| m.created_at),
+        ));
     }
     future_claude_base_id(id).map(|_| ModelEntry::new(id, id, UNKNOWN_DATE))
 }
@@ -422,13 +429,31 @@ mod tests {
         let want = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
         assert_eq!(r.resolve("claude-sonnet-4-5").unwrap(), want);
         assert_eq!(r.resolve("claude-sonnet-4-5-20250929").unwrap(), want);
-        assert_eq!(r.resolve("claude-haiku-4-5").unwrap(), "us.anthropic.claude-haiku-4-5-20251001-v1:0");
-        assert_eq!(r.resolve("claude-opus-4-1").unwrap(), "us.anthropic.claude-opus-4-1-20250805-v1:0");
-        assert_eq!(r.resolve("claude-sonnet-4").unwrap(), "us.anthropic.claude-sonnet-4-20250514-v1:0");
-        assert_eq!(r.resolve("claude-3-7-sonnet-20250219").unwrap(), "us.anthropic.claude-3-7-sonnet-20250219-v1:0");
+        assert_eq!(
+            r.resolve("claude-haiku-4-5").unwrap(),
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+        );
+        assert_eq!(
+            r.resolve("claude-opus-4-1").unwrap(),
+            "us.anthropic.claude-opus-4-1-20250805-v1:0"
+        );
+        assert_eq!(
+            r.resolve("claude-sonnet-4").unwrap(),
+            "us.anthropic.claude-sonnet-4-20250514-v1:0"
+        );
+        assert_eq!(
+            r.resolve("claude-3-7-sonnet-20250219").unwrap(),
+            "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+        );
         assert_eq!(r.resolve("claude-opus-4-6").unwrap(), "us.anthropic.claude-opus-4-6-v1");
-        assert_eq!(r.resolve("claude-sonnet-4-6").unwrap(), "us.anthropic.claude-sonnet-4-6");
-        assert_eq!(r.resolve("claude-3-5-haiku-20241022").unwrap(), "us.anthropic.claude-3-5-haiku-20241022-v1:0");
+        assert_eq!(
+            r.resolve("claude-sonnet-4-6").unwrap(),
+            "us.anthropic.claude-sonnet-4-6"
+        );
+        assert_eq!(
+            r.resolve("claude-3-5-haiku-20241022").unwrap(),
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+        );
     }
 
     #[test]
@@ -438,7 +463,10 @@ mod tests {
         assert_eq!(r.resolve("claude-sonnet-5").unwrap(), "us.anthropic.claude-sonnet-5");
         let none = ModelResolver::new(InferenceProfile::None, ModelMap::default());
         assert_eq!(none.resolve("claude-sonnet-5").unwrap(), "anthropic.claude-sonnet-5");
-        assert_eq!(none.resolve("claude-foo-6-20270101").unwrap(), "anthropic.claude-foo-6-20270101-v1:0");
+        assert_eq!(
+            none.resolve("claude-foo-6-20270101").unwrap(),
+            "anthropic.claude-foo-6-20270101-v1:0"
+        );
     }
 
     #[test]
@@ -469,7 +497,10 @@ mod tests {
         )
         .unwrap();
         let r = ModelResolver::new(InferenceProfile::Eu, map);
-        assert_eq!(r.resolve("gpt-4o").unwrap(), "eu.anthropic.claude-haiku-4-5-20251001-v1:0");
+        assert_eq!(
+            r.resolve("gpt-4o").unwrap(),
+            "eu.anthropic.claude-haiku-4-5-20251001-v1:0"
+        );
         assert_eq!(
             r.resolve("claude-sonnet-4-5").unwrap(),
             "arn:aws:bedrock:us-east-1:1:application-inference-profile/x"
@@ -480,10 +511,16 @@ mod tests {
     fn a_model_without_the_profile_falls_back_within_its_geography() {
         let jp = ModelResolver::new(InferenceProfile::Jp, ModelMap::default());
         // Sonnet 3.7 has no jp profile but has apac, which covers Japan.
-        assert_eq!(jp.resolve("claude-3-7-sonnet-20250219").unwrap(), "apac.anthropic.claude-3-7-sonnet-20250219-v1:0");
+        assert_eq!(
+            jp.resolve("claude-3-7-sonnet-20250219").unwrap(),
+            "apac.anthropic.claude-3-7-sonnet-20250219-v1:0"
+        );
         // Opus 4.1 is US-only: an EU deployment calls the base ID in its own region.
         let eu = ModelResolver::new(InferenceProfile::Eu, ModelMap::default());
-        assert_eq!(eu.resolve("claude-opus-4-1").unwrap(), "anthropic.claude-opus-4-1-20250805-v1:0");
+        assert_eq!(
+            eu.resolve("claude-opus-4-1").unwrap(),
+            "anthropic.claude-opus-4-1-20250805-v1:0"
+        );
     }
 
     #[test]
@@ -499,7 +536,10 @@ mod tests {
 
     #[test]
     fn base_model_id_strips_the_profile() {
-        assert_eq!(base_model_id("us.anthropic.claude-sonnet-5"), "anthropic.claude-sonnet-5");
+        assert_eq!(
+            base_model_id("us.anthropic.claude-sonnet-5"),
+            "anthropic.claude-sonnet-5"
+        );
         assert_eq!(base_model_id("anthropic.claude-sonnet-5"), "anthropic.claude-sonnet-5");
         assert_eq!(base_model_id("arn:aws:bedrock:x"), "arn:aws:bedrock:x");
     }
@@ -511,16 +551,25 @@ mod tests {
         assert_eq!(list.len(), MODELS.len() + 1);
         assert_eq!(list[0].id, "claude-sonnet-4-6");
         let last = list.last().unwrap();
-        assert_eq!((last.id.as_str(), last.created_at.as_str()), ("my-model", "2025-10-15T00:00:00Z"));
+        assert_eq!(
+            (last.id.as_str(), last.created_at.as_str()),
+            ("my-model", "2025-10-15T00:00:00Z")
+        );
         let r = ModelResolver::new(Us, map);
-        assert_eq!(catalog_entry("claude-sonnet-4-5", &r).unwrap().id, "claude-sonnet-4-5-20250929");
+        assert_eq!(
+            catalog_entry("claude-sonnet-4-5", &r).unwrap().id,
+            "claude-sonnet-4-5-20250929"
+        );
         assert_eq!(catalog_entry("claude-opus-4-8", &r).unwrap().id, "claude-opus-4-8");
         assert!(catalog_entry("gpt-4o", &r).is_none());
     }
 
     #[test]
     fn every_table_name_is_unique() {
-        let mut names: Vec<&str> = MODELS.iter().flat_map(|m| std::iter::once(m.id).chain(m.aliases.iter().copied())).collect();
+        let mut names: Vec<&str> = MODELS
+            .iter()
+            .flat_map(|m| std::iter::once(m.id).chain(m.aliases.iter().copied()))
+            .collect();
         let n = names.len();
         names.sort();
         names.dedup();

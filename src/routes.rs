@@ -127,11 +127,8 @@ fn presented_tokens(headers: &HeaderMap) -> Vec<String> {
 
 /// Reads the body up to `limit` bytes, refusing larger ones while reading, not after.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
-    let too_large = || {
-        ProxyError::RequestTooLarge(format!(
-            "request body is larger than {limit} bytes (MAX_BODY_BYTES)"
-        ))
-    };
+    let too_large =
+        || ProxyError::RequestTooLarge(format!("request body is larger than {limit} bytes (MAX_BODY_BYTES)"));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -142,7 +139,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ProxyError::InvalidRequest(format!("could not read the request body: {e}"))),
+        Err(e) => Err(ProxyError::InvalidRequest(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 
@@ -155,10 +154,7 @@ fn unknown_model(name: &str) -> ProxyError {
 }
 
 fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all("anthropic-beta")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    headers.get_all("anthropic-beta").iter().filter_map(|v| v.to_str().ok())
 }
 
 /// `POST /v1/messages` (any query string; Claude Code sends `?beta=true`).
@@ -214,7 +210,10 @@ async fn count_tokens(
     let betas = state.betas.filter(beta_headers(&headers));
     let bedrock_body = to_bedrock_body(&request, betas, &state.betas);
     let input_tokens = state.bedrock.count_tokens(&model_id, &bedrock_body).await?;
-    log.usage(Usage { input: input_tokens, ..Usage::default() });
+    log.usage(Usage {
+        input: input_tokens,
+        ..Usage::default()
+    });
     Ok(Json(json!({ "input_tokens": input_tokens })).into_response())
 }
 
@@ -242,7 +241,9 @@ async fn list_models(
     };
     let (page, has_more) = match (&params.after_id, &params.before_id) {
         (Some(_), Some(_)) => {
-            return Err(ProxyError::InvalidRequest("send after_id or before_id, not both".into()))
+            return Err(ProxyError::InvalidRequest(
+                "send after_id or before_id, not both".into(),
+            ))
         }
         (Some(after), None) => {
             let start = position(after)? + 1;

@@ -65,7 +65,11 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     out.put_slice(b"\ndata: ");
     out.put_slice(data);
     out.put_slice(b"\n\n");
-    Ok(Frame { bytes: out.freeze(), is_stop, usage })
+    Ok(Frame {
+        bytes: out.freeze(),
+        is_stop,
+        usage,
+    })
 }
 
 /// State of one caller's SSE stream.
@@ -96,7 +100,14 @@ pub fn sse_stream(
     ping_interval: Duration,
     log: RequestLog,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
-    let state = SseStream { first, rest, ping_interval, log, finished: false, saw_stop: false };
+    let state = SseStream {
+        first,
+        rest,
+        ping_interval,
+        log,
+        finished: false,
+        saw_stop: false,
+    };
     futures_util::stream::unfold(state, |mut s| async move {
         if s.finished {
             return None;
@@ -124,7 +135,9 @@ pub fn sse_stream(
                 s.complete();
                 return None;
             }
-            None => s.fail(ProxyError::Upstream("bedrock's stream ended before message_stop".into())),
+            None => s.fail(ProxyError::Upstream(
+                "bedrock's stream ended before message_stop".into(),
+            )),
         };
         Some((Ok(bytes), s))
     })
@@ -164,9 +177,20 @@ mod tests {
     fn message_stop_loses_bedrock_metrics_and_reports_usage() {
         let chunk = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":34,"invocationLatency":5,"firstByteLatency":2,"cacheReadInputTokenCount":7}}"#;
         let frame = reframe(chunk).unwrap();
-        assert_eq!(frame.bytes.as_ref(), b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        assert_eq!(
+            frame.bytes.as_ref(),
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        );
         assert!(frame.is_stop);
-        assert_eq!(frame.usage, Some(Usage { input: 12, output: 34, cache_read: 7, cache_write: 0 }));
+        assert_eq!(
+            frame.usage,
+            Some(Usage {
+                input: 12,
+                output: 34,
+                cache_read: 7,
+                cache_write: 0
+            })
+        );
     }
 
     #[test]
@@ -177,7 +201,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_frame() {
-        for bad in [&b"not json"[..], b"{}", b"{\"type\":\"a\\nb\"}", b"[1]", b"{\"type\":5}"] {
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            b"{\"type\":\"a\\nb\"}",
+            b"[1]",
+            b"{\"type\":5}",
+        ] {
             assert!(reframe(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
@@ -190,7 +220,9 @@ mod tests {
         drop(tx);
         let log = RequestLog::new("req_test", "POST", "/v1/messages");
         let out: Vec<_> = sse_stream(None, rx, Duration::from_secs(5), log).collect().await;
-        out.into_iter().map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap()).collect()
+        out.into_iter()
+            .map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap())
+            .collect()
     }
 
     #[tokio::test]
@@ -205,7 +237,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_that_stops_early_ends_with_an_error_event() {
-        let text = collect(vec![Ok(Bytes::from_static(br#"{"type":"message_start","message":{}}"#))]).await;
+        let text = collect(vec![Ok(Bytes::from_static(
+            br#"{"type":"message_start","message":{}}"#,
+        ))])
+        .await;
         assert!(text.contains("event: error"), "{text}");
         let complete = collect(vec![Ok(Bytes::from_static(br#"{"type":"message_stop"}"#))]).await;
         assert_eq!(complete, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
@@ -218,7 +253,14 @@ mod tests {
         let mut stream = Box::pin(sse_stream(None, rx, Duration::from_secs(10), log));
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
-        tx.send(Ok(Bytes::from_static(br#"{"type":"message_stop"}"#))).await.unwrap();
-        assert!(stream.next().await.unwrap().unwrap().starts_with(b"event: message_stop"));
+        tx.send(Ok(Bytes::from_static(br#"{"type":"message_stop"}"#)))
+            .await
+            .unwrap();
+        assert!(stream
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with(b"event: message_stop"));
     }
 }

@@ -148,11 +148,7 @@ impl BetaFilter {
 }
 
 /// Turns a validated request into the InvokeModel body Bedrock accepts.
-pub fn to_bedrock_body(
-    request: &MessagesRequest,
-    header_betas: Vec<String>,
-    filter: &BetaFilter,
-) -> Vec<u8> {
+pub fn to_bedrock_body(request: &MessagesRequest, header_betas: Vec<String>, filter: &BetaFilter) -> Vec<u8> {
     let mut out = Map::with_capacity(request.body.len() + 1);
     let mut betas = header_betas;
     for (key, value) in &request.body {
@@ -173,7 +169,10 @@ pub fn to_bedrock_body(
             _ => tracing::debug!(field = %key, "dropping field bedrock does not accept"),
         }
     }
-    out.insert("anthropic_version".into(), Value::String(BEDROCK_ANTHROPIC_VERSION.into()));
+    out.insert(
+        "anthropic_version".into(),
+        Value::String(BEDROCK_ANTHROPIC_VERSION.into()),
+    );
     if !betas.is_empty() {
         out.insert("anthropic_beta".into(), Value::from(betas));
     }
@@ -191,7 +190,9 @@ pub fn to_bedrock_body(
 
 /// Bedrock's non-streaming answer as the caller should see it, with its token counts.
 /// The bytes pass through untouched unless Bedrock added its invocation metrics object.
-pub fn from_bedrock_response(answer: bytes::Bytes) -> Result<(bytes::Bytes, Option<crate::request_log::Usage>), ProxyError> {
+pub fn from_bedrock_response(
+    answer: bytes::Bytes,
+) -> Result<(bytes::Bytes, Option<crate::request_log::Usage>), ProxyError> {
     const METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
     let unreadable = || ProxyError::Upstream("bedrock's answer is not a JSON object".into());
     let mut value: Value = serde_json::from_slice(&answer).map_err(|_| unreadable())?;
@@ -286,20 +287,34 @@ mod tests {
         );
         assert_eq!(
             out["anthropic_beta"],
-            json!(["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "context-management-2025-06-27"])
+            json!([
+                "interleaved-thinking-2025-05-14",
+                "fine-grained-tool-streaming-2025-05-14",
+                "context-management-2025-06-27"
+            ])
         );
     }
 
     #[test]
     fn extra_beta_flags_extend_the_table() {
         let filter = BetaFilter::new(vec!["new-flag-2027-01-01".into()]);
-        assert_eq!(filter.filter(["new-flag-2027-01-01,other"]), vec!["new-flag-2027-01-01"]);
+        assert_eq!(
+            filter.filter(["new-flag-2027-01-01,other"]),
+            vec!["new-flag-2027-01-01"]
+        );
     }
 
     #[test]
     fn fields_bedrock_rejects_are_dropped() {
         let mut body = minimal();
-        for k in ["mcp_servers", "service_tier", "container", "speed", "output_format", "brand_new_field"] {
+        for k in [
+            "mcp_servers",
+            "service_tier",
+            "container",
+            "speed",
+            "output_format",
+            "brand_new_field",
+        ] {
             body[k] = json!("x");
         }
         body["metadata"] = json!({"user_id": "u"});
@@ -311,7 +326,15 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["anthropic_version", "context_management", "max_tokens", "messages", "metadata", "output_config", "thinking"]
+            [
+                "anthropic_version",
+                "context_management",
+                "max_tokens",
+                "messages",
+                "metadata",
+                "output_config",
+                "thinking"
+            ]
         );
         assert_eq!(out["thinking"], json!({"type": "adaptive"}));
     }
@@ -330,11 +353,17 @@ mod tests {
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
         ]}]);
         let out = bedrock_body(body, &[]);
-        assert_eq!(out["tools"][0], json!({"name": "a", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral", "ttl": "1h"}}));
+        assert_eq!(
+            out["tools"][0],
+            json!({"name": "a", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral", "ttl": "1h"}})
+        );
         // Server tools keep their own fields.
         assert_eq!(out["tools"][1]["defer_loading"], json!(true));
         assert_eq!(out["system"][0]["cache_control"], json!({"type": "ephemeral"}));
-        assert_eq!(out["messages"][0]["content"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
+        assert_eq!(
+            out["messages"][0]["content"][0]["content"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
         assert_eq!(out["messages"][0]["content"][1]["source"]["data"], "AAAA");
     }
 
@@ -346,7 +375,10 @@ mod tests {
             (b"\xff\xfe", "not valid JSON"),
             (b"[1,2]", "JSON object"),
             (br#"{"model": 5, "max_tokens": 1, "messages": []}"#, "model"),
-            (br#"{"model": "m", "max_tokens": 1, "messages": [], "stream": "yes"}"#, "stream"),
+            (
+                br#"{"model": "m", "max_tokens": 1, "messages": [], "stream": "yes"}"#,
+                "stream",
+            ),
             (br#"{"model": "m", "max_tokens": "1", "messages": []}"#, "max_tokens"),
             (br#"{"model": "m", "max_tokens": 1}"#, "messages"),
             (br#"{"model": "m", "messages": []}"#, "max_tokens"),
@@ -365,7 +397,8 @@ mod tests {
         let (out, usage) = from_bedrock_response(plain.clone()).unwrap();
         assert_eq!(out, plain);
         assert_eq!(usage.unwrap().output, 4);
-        let with_metrics = bytes::Bytes::from_static(br#"{"id":"m","amazon-bedrock-invocationMetrics":{"inputTokenCount":1}}"#);
+        let with_metrics =
+            bytes::Bytes::from_static(br#"{"id":"m","amazon-bedrock-invocationMetrics":{"inputTokenCount":1}}"#);
         let (out, _) = from_bedrock_response(with_metrics).unwrap();
         assert_eq!(out.as_ref(), br#"{"id":"m"}"#);
         assert!(from_bedrock_response(bytes::Bytes::from_static(b"garbage")).is_err());

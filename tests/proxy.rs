@@ -55,7 +55,9 @@ async fn a_stream_is_reframed_as_anthropic_sse() {
 async fn the_first_event_never_waits_for_later_chunks() {
     let h = harness(&[]).await;
     let req = request("POST", "/v1/messages", Some(&json!({})))
-        .body(Body::from(message("emulator:chunks=3 emulator:delay_ms=700", true).to_string()))
+        .body(Body::from(
+            message("emulator:chunks=3 emulator:delay_ms=700", true).to_string(),
+        ))
         .unwrap();
     let started = Instant::now();
     let response = h.app.clone().oneshot(req).await.unwrap();
@@ -74,7 +76,10 @@ async fn the_first_event_never_waits_for_later_chunks() {
     // seconds, and the first frame must arrive long before the rest.
     assert!(total >= Duration::from_millis(2800), "total {total:?}");
     assert!(first_at < Duration::from_millis(500), "first frame after {first_at:?}");
-    assert!(arrivals.windows(2).any(|w| w[1] - w[0] >= Duration::from_millis(500)), "frames were batched: {arrivals:?}");
+    assert!(
+        arrivals.windows(2).any(|w| w[1] - w[0] >= Duration::from_millis(500)),
+        "frames were batched: {arrivals:?}"
+    );
 }
 
 #[tokio::test]
@@ -89,11 +94,25 @@ async fn bedrock_errors_map_to_anthropic_statuses() {
     ];
     for stream in [false, true] {
         for (name, status, kind) in cases {
-            let reply = post(&h.app, "/v1/messages", &message(&format!("emulator:error={name}"), stream)).await;
-            assert_eq!(reply.status.as_u16(), status, "{name} stream={stream}: {}", reply.text());
+            let reply = post(
+                &h.app,
+                "/v1/messages",
+                &message(&format!("emulator:error={name}"), stream),
+            )
+            .await;
+            assert_eq!(
+                reply.status.as_u16(),
+                status,
+                "{name} stream={stream}: {}",
+                reply.text()
+            );
             assert_eq!(reply.error_type(), kind);
             assert!(reply.headers.contains_key("request-id"));
-            assert_eq!(reply.headers.contains_key("retry-after"), status == 429 || status == 529, "{name}");
+            assert_eq!(
+                reply.headers.contains_key("retry-after"),
+                status == 429 || status == 529,
+                "{name}"
+            );
         }
     }
 }
@@ -106,7 +125,10 @@ async fn bedrock_validation_messages_reach_the_caller() {
     let reply = post(&h.app, "/v1/messages", &body).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error_type(), "invalid_request_error");
-    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("model identifier is invalid"));
+    assert!(reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("model identifier is invalid"));
 }
 
 #[tokio::test]
@@ -124,12 +146,19 @@ async fn a_non_claude_model_is_a_404_that_says_how_to_map_it() {
 
 #[tokio::test]
 async fn model_map_and_new_models_reach_bedrock_under_the_right_id() {
-    let h = harness(&[("MODEL_MAP", r#"{"gpt-4o":"claude-haiku-4-5"}"#), ("INFERENCE_PROFILE", "global")]).await;
+    let h = harness(&[
+        ("MODEL_MAP", r#"{"gpt-4o":"claude-haiku-4-5"}"#),
+        ("INFERENCE_PROFILE", "global"),
+    ])
+    .await;
     for (asked, want) in [
         ("gpt-4o", "global.anthropic.claude-haiku-4-5-20251001-v1:0"),
         ("claude-opus-4-8", "global.anthropic.claude-opus-4-8"),
         ("claude-sonnet-5", "global.anthropic.claude-sonnet-5"),
-        ("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc", "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc"),
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc",
+        ),
     ] {
         let mut body = message("hi", false);
         body["model"] = json!(asked);
@@ -148,9 +177,12 @@ async fn an_error_mid_stream_becomes_an_error_event() {
         "emulator:cut_after=2",
         "emulator:garbage_after=2",
     ] {
-        let reply = tokio::time::timeout(Duration::from_secs(20), post(&h.app, "/v1/messages", &message(prompt, true)))
-            .await
-            .unwrap_or_else(|_| panic!("{prompt}: the stream hung"));
+        let reply = tokio::time::timeout(
+            Duration::from_secs(20),
+            post(&h.app, "/v1/messages", &message(prompt, true)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{prompt}: the stream hung"));
         assert_eq!(reply.status, 200, "{prompt}");
         let events = parse_sse(&reply.text());
         let (last, data) = events.last().unwrap();
@@ -165,8 +197,19 @@ async fn an_error_mid_stream_becomes_an_error_event() {
 #[tokio::test]
 async fn no_request_without_a_valid_token_reaches_bedrock() {
     let h = harness(&[]).await;
-    for auth in [None, Some(("authorization", "Bearer wrong")), Some(("x-api-key", "wrong")), Some(("authorization", TOKEN))] {
-        for (method, uri) in [("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models"), ("GET", "/v1/models/claude-sonnet-4-5"), ("GET", "/nope")] {
+    for auth in [
+        None,
+        Some(("authorization", "Bearer wrong")),
+        Some(("x-api-key", "wrong")),
+        Some(("authorization", TOKEN)),
+    ] {
+        for (method, uri) in [
+            ("POST", "/v1/messages"),
+            ("POST", "/v1/messages/count_tokens"),
+            ("GET", "/v1/models"),
+            ("GET", "/v1/models/claude-sonnet-4-5"),
+            ("GET", "/nope"),
+        ] {
             let mut req = axum::http::Request::builder().method(method).uri(uri);
             if let Some((k, v)) = auth {
                 req = req.header(k, v);
@@ -195,9 +238,17 @@ async fn no_request_without_a_valid_token_reaches_bedrock() {
 #[tokio::test]
 async fn malformed_requests_are_400s_in_anthropic_shape() {
     let h = harness(&[("MAX_BODY_BYTES", "2000")]).await;
-    let bodies: &[&[u8]] = &[b"{oops", b"[]", b"\xff\xfe\xfd", br#"{"model": 1, "max_tokens": 1, "messages": []}"#, br#"{"model": "claude-sonnet-4-5", "max_tokens": 1}"#];
+    let bodies: &[&[u8]] = &[
+        b"{oops",
+        b"[]",
+        b"\xff\xfe\xfd",
+        br#"{"model": 1, "max_tokens": 1, "messages": []}"#,
+        br#"{"model": "claude-sonnet-4-5", "max_tokens": 1}"#,
+    ];
     for body in bodies {
-        let req = request("POST", "/v1/messages", Some(&json!({}))).body(Body::from(body.to_vec())).unwrap();
+        let req = request("POST", "/v1/messages", Some(&json!({})))
+            .body(Body::from(body.to_vec()))
+            .unwrap();
         let reply = send(&h.app, req).await;
         assert_eq!(reply.status, 400, "{:?}", String::from_utf8_lossy(body));
         assert_eq!(reply.error_type(), "invalid_request_error");
@@ -207,9 +258,20 @@ async fn malformed_requests_are_400s_in_anthropic_shape() {
     assert_eq!(reply.status, 413);
     assert_eq!(reply.error_type(), "request_too_large");
     // Not found and wrong method, once authenticated.
-    let reply = send(&h.app, request("GET", "/v2/whatever", None).body(Body::empty()).unwrap()).await;
-    assert_eq!((reply.status.as_u16(), reply.error_type().as_str()), (404, "not_found_error"));
-    let reply = send(&h.app, request("GET", "/v1/messages", None).body(Body::empty()).unwrap()).await;
+    let reply = send(
+        &h.app,
+        request("GET", "/v2/whatever", None).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error_type().as_str()),
+        (404, "not_found_error")
+    );
+    let reply = send(
+        &h.app,
+        request("GET", "/v1/messages", None).body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, 405);
     reply.error_type();
     assert!(h.emulator.requests().is_empty());
@@ -218,19 +280,34 @@ async fn malformed_requests_are_400s_in_anthropic_shape() {
 #[tokio::test]
 async fn throttling_is_retried_before_the_first_byte() {
     let h = harness(&[]).await;
-    let reply = post(&h.app, "/v1/messages", &message("emulator:fail_first=2:ThrottlingException:k1", true)).await;
+    let reply = post(
+        &h.app,
+        "/v1/messages",
+        &message("emulator:fail_first=2:ThrottlingException:k1", true),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(h.emulator.requests().len(), 3);
     h.emulator.clear();
 
-    let reply = post(&h.app, "/v1/messages", &message("emulator:error=ThrottlingException", false)).await;
+    let reply = post(
+        &h.app,
+        "/v1/messages",
+        &message("emulator:error=ThrottlingException", false),
+    )
+    .await;
     assert_eq!(reply.status, 429);
     assert_eq!(reply.headers["retry-after"], "2");
     assert_eq!(h.emulator.requests().len(), 3, "default is 3 attempts in total");
     h.emulator.clear();
 
     // Errors in a stream's first event are retried too.
-    let reply = post(&h.app, "/v1/messages", &message("emulator:stream_exception_after=0:serviceUnavailableException", true)).await;
+    let reply = post(
+        &h.app,
+        "/v1/messages",
+        &message("emulator:stream_exception_after=0:serviceUnavailableException", true),
+    )
+    .await;
     assert_eq!(reply.status.as_u16(), 529, "{}", reply.text());
     assert_eq!(h.emulator.requests().len(), 3);
 }
@@ -238,10 +315,18 @@ async fn throttling_is_retried_before_the_first_byte() {
 #[tokio::test]
 async fn nothing_is_retried_after_bytes_reach_the_caller() {
     let h = harness(&[]).await;
-    let reply = post(&h.app, "/v1/messages", &message("emulator:stream_exception_after=2:throttlingException", true)).await;
+    let reply = post(
+        &h.app,
+        "/v1/messages",
+        &message("emulator:stream_exception_after=2:throttlingException", true),
+    )
+    .await;
     assert_eq!(reply.status, 200);
     assert_eq!(h.emulator.requests().len(), 1);
-    assert_eq!(parse_sse(&reply.text()).last().unwrap().1["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        parse_sse(&reply.text()).last().unwrap().1["error"]["type"],
+        "rate_limit_error"
+    );
 }
 
 #[tokio::test]
@@ -262,9 +347,20 @@ async fn claude_code_shaped_requests_reach_bedrock_cleaned() {
     let seen = last_request(&h)["body"].clone();
     assert_eq!(
         seen["anthropic_beta"],
-        json!(["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "context-management-2025-06-27"])
+        json!([
+            "interleaved-thinking-2025-05-14",
+            "fine-grained-tool-streaming-2025-05-14",
+            "context-management-2025-06-27"
+        ])
     );
-    for kept in ["context_management", "output_config", "metadata", "thinking", "tool_choice", "temperature"] {
+    for kept in [
+        "context_management",
+        "output_config",
+        "metadata",
+        "thinking",
+        "tool_choice",
+        "temperature",
+    ] {
         assert_eq!(seen[kept], fixture[kept], "{kept} must pass through untouched");
     }
     for dropped in ["mcp_servers", "service_tier", "speed", "stream", "model"] {
@@ -275,26 +371,41 @@ async fn claude_code_shaped_requests_reach_bedrock_cleaned() {
     assert!(seen["tools"][2].get("eager_input_streaming").is_none());
     assert_eq!(seen["tools"][2]["cache_control"], json!({"type": "ephemeral"}));
     assert_eq!(seen["system"][0]["cache_control"], json!({"type": "ephemeral"}));
-    assert_eq!(seen["messages"][0]["content"][1]["cache_control"], json!({"type": "ephemeral"}));
+    assert_eq!(
+        seen["messages"][0]["content"][1]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
 }
 
 #[tokio::test]
 async fn count_tokens_falls_back_to_the_base_model_id() {
     let h = harness(&[]).await;
-    let body = json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count these words please"}]});
+    let body =
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count these words please"}]});
     let reply = post(&h.app, "/v1/messages/count_tokens", &body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.json()["input_tokens"].as_u64().unwrap() >= 1);
     let seen = h.emulator.requests();
     let ids: Vec<&str> = seen.iter().map(|r| r["model_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["us.anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-sonnet-4-5-20250929-v1:0"]);
+    assert_eq!(
+        ids,
+        [
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-sonnet-4-5-20250929-v1:0"
+        ]
+    );
     assert_eq!(seen[1]["operation"], "count-tokens");
 }
 
 #[tokio::test]
 async fn models_are_listed_and_paged_in_anthropics_shape() {
     let h = harness(&[("MODEL_MAP", r#"{"team-default":"claude-sonnet-4-5"}"#)]).await;
-    let list = send(&h.app, request("GET", "/v1/models?limit=3", None).body(Body::empty()).unwrap()).await.json();
+    let list = send(
+        &h.app,
+        request("GET", "/v1/models?limit=3", None).body(Body::empty()).unwrap(),
+    )
+    .await
+    .json();
     assert_eq!(list["data"].as_array().unwrap().len(), 3);
     assert_eq!(list["has_more"], true);
     assert_eq!(list["first_id"], list["data"][0]["id"]);
@@ -303,16 +414,40 @@ async fn models_are_listed_and_paged_in_anthropics_shape() {
         assert!(list["data"][0][key].is_string());
     }
     let after = list["last_id"].as_str().unwrap();
-    let next = send(&h.app, request("GET", &format!("/v1/models?limit=1000&after_id={after}"), None).body(Body::empty()).unwrap()).await.json();
+    let next = send(
+        &h.app,
+        request("GET", &format!("/v1/models?limit=1000&after_id={after}"), None)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
     assert_eq!(next["has_more"], false);
     assert_eq!(next["last_id"], "team-default");
-    let before = send(&h.app, request("GET", &format!("/v1/models?before_id={after}"), None).body(Body::empty()).unwrap()).await.json();
+    let before = send(
+        &h.app,
+        request("GET", &format!("/v1/models?before_id={after}"), None)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
     assert_eq!(before["data"].as_array().unwrap().len(), 2);
 
-    let one = send(&h.app, request("GET", "/v1/models/claude-haiku-4-5", None).body(Body::empty()).unwrap()).await;
+    let one = send(
+        &h.app,
+        request("GET", "/v1/models/claude-haiku-4-5", None)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(one.status, 200);
     assert_eq!(one.json()["id"], "claude-haiku-4-5-20251001");
-    let missing = send(&h.app, request("GET", "/v1/models/gpt-4o", None).body(Body::empty()).unwrap()).await;
+    let missing = send(
+        &h.app,
+        request("GET", "/v1/models/gpt-4o", None).body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.error_type(), "not_found_error");
 }
@@ -339,7 +474,9 @@ async fn the_default_ping_interval_is_ten_seconds() {
 async fn a_caller_that_leaves_mid_stream_closes_bedrocks_connection() {
     let h = harness(&[]).await;
     let req = request("POST", "/v1/messages", Some(&json!({})))
-        .body(Body::from(message("emulator:chunks=200 emulator:delay_ms=100", true).to_string()))
+        .body(Body::from(
+            message("emulator:chunks=200 emulator:delay_ms=100", true).to_string(),
+        ))
         .unwrap();
     let response = h.app.clone().oneshot(req).await.unwrap();
     let mut body = response.into_body();
@@ -354,7 +491,11 @@ async fn a_caller_that_leaves_mid_stream_closes_bedrocks_connection() {
         if h.emulator.stats()["streams_cancelled"] == 1 {
             break;
         }
-        assert!(left.elapsed() < Duration::from_secs(1), "bedrock's stream still open: {}", h.emulator.stats());
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "bedrock's stream still open: {}",
+            h.emulator.stats()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(h.emulator.stats()["open_streams"], 0);
@@ -388,9 +529,17 @@ async fn cors_headers_only_locally_and_only_when_asked() {
     let reply = send(&local.app, preflight()).await;
     assert_eq!(reply.headers["access-control-allow-origin"], "https://app.example");
 
-    let lambda = harness(&[("CORS_ALLOW_ORIGINS", "*"), ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]).await;
+    let lambda = harness(&[
+        ("CORS_ALLOW_ORIGINS", "*"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+    ])
+    .await;
     let reply = send(&lambda.app, preflight()).await;
-    assert!(reply.headers.keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", reply.headers);
+    assert!(
+        reply.headers.keys().all(|k| !k.as_str().starts_with("access-control-")),
+        "{:?}",
+        reply.headers
+    );
     let reply = post(&lambda.app, "/v1/messages", &message("hi", false)).await;
     assert!(reply.headers.keys().all(|k| !k.as_str().starts_with("access-control-")));
 }

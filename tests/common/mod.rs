@@ -54,7 +54,11 @@ pub async fn harness(env: &[(&str, &str)]) -> Harness {
     let config = Config::from_vars(&vars).expect("config");
     let sdk = sdk_config(&emulator.url()).await;
     let state = AppState::new(config, &sdk).await.expect("state");
-    Harness { app: app(state.clone()), state, emulator }
+    Harness {
+        app: app(state.clone()),
+        state,
+        emulator,
+    }
 }
 
 /// A response read to the end.
@@ -106,7 +110,9 @@ pub async fn send(app: &Router, req: Request<Body>) -> Reply {
 
 /// POSTs `body` as JSON with the token.
 pub async fn post(app: &Router, uri: &str, body: &Value) -> Reply {
-    let req = request("POST", uri, Some(body)).body(Body::from(body.to_string())).unwrap();
+    let req = request("POST", uri, Some(body))
+        .body(Body::from(body.to_string()))
+        .unwrap();
     send(app, req).await
 }
 
@@ -128,8 +134,14 @@ pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
         .split("\n\n")
         .map(|frame| {
             let mut lines = frame.split('\n');
-            let event = lines.next().and_then(|l| l.strip_prefix("event: ")).unwrap_or_else(|| panic!("bad frame {frame:?}"));
-            let data = lines.next().and_then(|l| l.strip_prefix("data: ")).unwrap_or_else(|| panic!("bad frame {frame:?}"));
+            let event = lines
+                .next()
+                .and_then(|l| l.strip_prefix("event: "))
+                .unwrap_or_else(|| panic!("bad frame {frame:?}"));
+            let data = lines
+                .next()
+                .and_then(|l| l.strip_prefix("data: "))
+                .unwrap_or_else(|| panic!("bad frame {frame:?}"));
             assert!(lines.next().is_none(), "extra lines in {frame:?}");
             let value: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {data}"));
             assert_eq!(value["type"], event, "event name must equal data.type");
