@@ -28,15 +28,24 @@ pub const REQUEST_ID_HEADER: &str = "request-id";
 
 /// Builds the router. Tests call it directly with `tower::ServiceExt::oneshot`.
 pub fn app(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
+    let routes = Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
-        .route("/health", get(health))
+        .route("/health", get(health));
+    with_layers(routes, state)
+}
+
+/// Wraps routes in what every request passes through, outermost first: CORS (local only,
+/// opt-in), request id and log line, panic catching, and auth. Public so tests can put a
+/// deliberately panicking route behind the real stack.
+pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    let mut router = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Unwinding must stay on (no panic = abort in the release profile) for this to work.
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             ProxyError::Internal("a handler panicked".into()).into_response()
         }))

@@ -51,7 +51,10 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     let is_stop = kind == "message_stop";
     let mut usage = None;
     let mut rewritten = None;
-    if is_stop || chunk.contains(&b'\n') || chunk.contains(&b'\r') {
+    // Bedrock puts its metrics on message_stop; look everywhere anyway (a SIMD substring
+    // search costs nanoseconds), so they can never leak to a caller.
+    let has_metrics = is_stop || memchr::memmem::find(chunk, BEDROCK_METRICS_KEY.as_bytes()).is_some();
+    if has_metrics || memchr::memchr2(b'\n', b'\r', chunk).is_some() {
         let mut value: serde_json::Value = serde_json::from_slice(chunk).map_err(|_| garbled("not JSON"))?;
         if let Some(metrics) = value.as_object_mut().and_then(|o| o.remove(BEDROCK_METRICS_KEY)) {
             usage = Some(Usage::from_bedrock_metrics(&metrics));
@@ -262,5 +265,62 @@ mod tests {
             .unwrap()
             .unwrap()
             .starts_with(b"event: message_stop"));
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests: any chunk Bedrock might send is either re-framed as exactly one valid SSE
+    //! event with JSON data, or refused; never a panic, never a broken frame.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check_frame(frame: &Frame) -> Result<(), TestCaseError> {
+        let text = std::str::from_utf8(&frame.bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(text.ends_with("\n\n"));
+        let body = &text[..text.len() - 2];
+        let mut lines = body.split('\n');
+        let event = lines
+            .next()
+            .and_then(|l| l.strip_prefix("event: "))
+            .ok_or_else(|| TestCaseError::fail("no event line"))?;
+        let data = lines
+            .next()
+            .and_then(|l| l.strip_prefix("data: "))
+            .ok_or_else(|| TestCaseError::fail("no data line"))?;
+        prop_assert!(lines.next().is_none(), "extra lines");
+        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(value["type"].as_str(), Some(event));
+        prop_assert!(value.get(BEDROCK_METRICS_KEY).is_none());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(frame) = reframe(&bytes) {
+                check_frame(&frame)?;
+            }
+        }
+
+        #[test]
+        fn event_shaped_json_is_always_one_valid_frame(
+            kind in "[a-z_]{1,20}|message_stop|[a-z]{1,3}\n[a-z]",
+            text in ".{0,40}",
+            pretty in any::<bool>(),
+            metrics in any::<bool>(),
+        ) {
+            let mut value = serde_json::json!({"type": kind, "delta": {"type": "text_delta", "text": text}});
+            if metrics {
+                value[BEDROCK_METRICS_KEY] = serde_json::json!({"inputTokenCount": 1});
+            }
+            let bytes = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.unwrap();
+            match reframe(&bytes) {
+                Ok(frame) => check_frame(&frame)?,
+                Err(_) => prop_assert!(kind.contains('\n'), "refused a valid event type {kind:?}"),
+            }
+        }
     }
 }

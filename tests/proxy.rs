@@ -543,3 +543,93 @@ async fn cors_headers_only_locally_and_only_when_asked() {
     let reply = post(&lambda.app, "/v1/messages", &message("hi", false)).await;
     assert!(reply.headers.keys().all(|k| !k.as_str().starts_with("access-control-")));
 }
+
+// Hardening: path tricks, panics, timeouts.
+
+#[tokio::test]
+async fn path_tricks_without_a_token_never_reach_bedrock() {
+    let h = harness(&[]).await;
+    let paths = [
+        "/v1/messages",
+        "/v1/messages/",
+        "//v1/messages",
+        "/v1//messages",
+        "/V1/Messages",
+        "/v1/./messages",
+        "/v1/../v1/messages",
+        "/v1/messages%2F",
+        "/v1%2Fmessages",
+        "/v1/messages%00",
+        "/health/../v1/messages",
+        "/health/%2e%2e/v1/messages",
+        "/./health/../v1/messages",
+        "/health/",
+        "/HEALTH",
+        "/health;/v1/messages",
+        "/v1/messages/count_tokens/",
+        "/v1/models/../messages",
+        "/v1/models/claude-sonnet-4-5/../../messages",
+        "/v1/messages?beta=true",
+        "/health?next=/v1/messages",
+    ];
+    let methods = ["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"];
+    for path in paths {
+        for method in methods {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(Body::from(message("hi", false).to_string()))
+                .unwrap();
+            let reply = send(&h.app, req).await;
+            let is_health = path.split('?').next() == Some("/health") && matches!(method, "GET" | "HEAD");
+            if is_health {
+                assert_eq!(reply.status, 200, "{method} {path}");
+            } else {
+                assert_eq!(reply.status, 401, "{method} {path}: {}", reply.text());
+            }
+        }
+    }
+    assert!(h.emulator.requests().is_empty(), "{:?}", h.emulator.requests());
+}
+
+async fn boom() -> &'static str {
+    panic!("deliberate test panic")
+}
+
+#[tokio::test]
+async fn a_panicking_handler_gets_a_500_and_the_process_keeps_serving() {
+    use axum::routing::get;
+    let h = harness(&[]).await;
+    let routes = axum::Router::new()
+        .route("/boom", get(boom))
+        .route("/fine", get(|| async { "fine" }));
+    let app = bedrock_anthropic_proxy::routes::with_layers(routes, h.state.clone());
+    let reply = send(&app, request("GET", "/boom", None).body(Body::empty()).unwrap()).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.error_type(), "api_error");
+    assert!(!reply.text().contains("deliberate"), "panic details must not leak");
+    assert!(reply.headers.contains_key("request-id"));
+    let reply = send(&app, request("GET", "/fine", None).body(Body::empty()).unwrap()).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn bedrock_hanging_before_the_first_byte_times_out_cleanly() {
+    let h = harness(&[("UPSTREAM_TIMEOUT_SECONDS", "1")]).await;
+    for stream in [false, true] {
+        let started = Instant::now();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            post(&h.app, "/v1/messages", &message("emulator:hang", stream)),
+        )
+        .await
+        .expect("the proxy must give up on its own");
+        assert_eq!(reply.status, 504, "stream={stream}: {}", reply.text());
+        assert_eq!(reply.error_type(), "api_error");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // Nothing is left running: the emulator's hung responses were abandoned.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.emulator.stats()["open_streams"], 0, "{}", h.emulator.stats());
+}

@@ -1,0 +1,203 @@
+//! The real `aws-sdk-bedrockruntime` client against the emulator: what the proxy
+//! will see. If these pass, the emulator's errors and frames parse into the SDK's
+//! typed results exactly as Bedrock's do.
+
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_bedrockruntime::error::SdkError;
+use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
+use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError;
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
+use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
+use aws_sdk_bedrockruntime::Client;
+use aws_smithy_types::event_stream::RawMessage;
+use bedrock_emulator::Emulator;
+use serde_json::Value;
+
+use crate::support::{body, types, MODEL};
+
+fn client(emulator: &Emulator, retry: RetryConfig) -> Client {
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(emulator.url())
+        .credentials_provider(Credentials::new("AKIDEXAMPLE", "not-a-secret", None, None, "test"))
+        .retry_config(retry)
+        .build();
+    Client::from_conf(config)
+}
+
+fn no_retries(emulator: &Emulator) -> Client {
+    client(emulator, RetryConfig::disabled())
+}
+
+fn blob(text: &str) -> Blob {
+    Blob::new(body(text).to_string())
+}
+
+/// Collects the Anthropic events of a stream, or the first error the SDK reports.
+async fn stream_events(
+    client: &Client,
+    model: &str,
+    text: &str,
+) -> Result<Vec<Value>, SdkError<ResponseStreamError, RawMessage>> {
+    let output = client
+        .invoke_model_with_response_stream()
+        .model_id(model)
+        .content_type("application/json")
+        .body(blob(text))
+        .send()
+        .await
+        .expect("stream starts");
+    let mut stream = output.body;
+    let mut events = Vec::new();
+    while let Some(event) = stream.recv().await? {
+        match event {
+            ResponseStream::Chunk(part) => {
+                let bytes = part.bytes.expect("chunk has bytes");
+                events.push(serde_json::from_slice(bytes.as_ref()).expect("event json"));
+            }
+            other => panic!("unexpected stream member {other:?}"),
+        }
+    }
+    Ok(events)
+}
+
+#[tokio::test]
+async fn sdk_streams_the_anthropic_events() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    let events = stream_events(&no_retries(&emulator), MODEL, "emulator:tool_use")
+        .await
+        .expect("clean stream");
+
+    assert_eq!(types(&events).first(), Some(&"message_start"));
+    assert_eq!(types(&events).last(), Some(&"message_stop"));
+    assert!(events.iter().any(|event| event["delta"]["type"] == "input_json_delta"));
+    let logged = &emulator.requests()[0];
+    assert!(logged["headers"]["authorization"]
+        .as_str()
+        .is_some_and(|value| value.starts_with("AWS4-HMAC-SHA256")));
+}
+
+#[tokio::test]
+async fn sdk_invokes_and_counts_tokens_with_an_arn() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let client = no_retries(&emulator);
+    let arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-8";
+
+    let output = client
+        .invoke_model()
+        .model_id(arn)
+        .content_type("application/json")
+        .body(blob("hi"))
+        .send()
+        .await
+        .expect("invoke succeeds");
+    let counted = client
+        .count_tokens()
+        .model_id("anthropic.claude-opus-4-8")
+        .input(CountTokensInput::InvokeModel(
+            InvokeModelTokensRequest::builder()
+                .body(blob("12345678"))
+                .build()
+                .expect("body set"),
+        ))
+        .send()
+        .await
+        .expect("count succeeds");
+
+    let message: Value = serde_json::from_slice(output.body.as_ref()).expect("json");
+    assert_eq!(message["model"], "anthropic.claude-opus-4-8");
+    assert_eq!(emulator.requests()[0]["model_id"], arn);
+    assert_eq!(counted.input_tokens, 2);
+}
+
+#[tokio::test]
+async fn sdk_reads_pre_stream_errors_as_typed_exceptions() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let client = no_retries(&emulator);
+
+    let throttled = client
+        .invoke_model_with_response_stream()
+        .model_id(MODEL)
+        .body(blob("emulator:error=ThrottlingException"))
+        .send()
+        .await
+        .expect_err("throttled");
+    let invalid = client
+        .invoke_model()
+        .model_id("us.anthropic.claude-does-not-exist")
+        .body(blob("hi"))
+        .send()
+        .await
+        .expect_err("invalid model");
+
+    assert!(matches!(
+        throttled.into_service_error(),
+        InvokeModelWithResponseStreamError::ThrottlingException(_)
+    ));
+    match invalid.into_service_error() {
+        InvokeModelError::ValidationException(error) => {
+            assert_eq!(error.message(), Some("The provided model identifier is invalid."));
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sdk_retries_through_fail_first() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(5));
+
+    let output = client(&emulator, retry)
+        .invoke_model()
+        .model_id(MODEL)
+        .body(blob("emulator:fail_first=2:ServiceUnavailableException:sdk-retry"))
+        .send()
+        .await
+        .expect("third attempt succeeds");
+
+    assert!(!output.body.as_ref().is_empty());
+    let statuses: Vec<Value> = emulator
+        .requests()
+        .iter()
+        .map(|request| request["status"].clone())
+        .collect();
+    assert_eq!(statuses, [503, 503, 200]);
+}
+
+#[tokio::test]
+async fn sdk_reads_exception_frames_as_typed_stream_errors() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    let error = stream_events(
+        &no_retries(&emulator),
+        MODEL,
+        "emulator:stream_exception_after=2:modelStreamErrorException",
+    )
+    .await
+    .expect_err("exception frame");
+
+    assert!(matches!(
+        error.into_service_error(),
+        ResponseStreamError::ModelStreamErrorException(_)
+    ));
+}
+
+#[tokio::test]
+async fn sdk_fails_on_garbage_and_cut_streams() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let client = no_retries(&emulator);
+
+    let garbage = stream_events(&client, MODEL, "emulator:garbage_after=2").await;
+    let cut = stream_events(&client, MODEL, "emulator:cut_after=2").await;
+
+    assert!(garbage.is_err(), "garbage accepted: {garbage:?}");
+    assert!(cut.is_err(), "truncated body accepted: {cut:?}");
+}
