@@ -30,6 +30,9 @@ pub enum ProxyError {
     /// The body is larger than `MAX_BODY_BYTES`.
     #[error("{0}")]
     RequestTooLarge(String),
+    /// The request's headers are larger than we accept.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// Bedrock throttled the call (after our retries).
     #[error("{0}")]
     RateLimited(String),
@@ -83,6 +86,7 @@ impl ProxyError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
             Self::RequestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+            Self::HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request_too_large"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             Self::Overloaded(_) => (overloaded_status(), "overloaded_error"),
             Self::TokenStoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod models;
 pub mod request_log;
+pub mod rotation;
 pub mod routes;
 pub mod sse;
 pub mod telemetry;

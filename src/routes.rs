@@ -83,12 +83,26 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id = new_request_id();
     let log = RequestLog::new(&request_id, req.method().as_str(), req.uri().path());
     req.extensions_mut().insert(log.clone());
-    let mut response = next.run(req).await;
+    let mut response = match header_bytes(req.headers()) {
+        n if n > MAX_HEADER_BYTES => ProxyError::HeadersTooLarge(format!(
+            "request headers are {n} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        ))
+        .into_response(),
+        _ => next.run(req).await,
+    };
     log.status(response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// Headers larger than this get an Anthropic-shaped 431. (Lambda Function URLs and hyper
+/// refuse far larger ones on their own, without our error shape.)
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
 fn new_request_id() -> String {

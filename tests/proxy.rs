@@ -253,6 +253,27 @@ async fn malformed_requests_are_400s_in_anthropic_shape() {
         assert_eq!(reply.status, 400, "{:?}", String::from_utf8_lossy(body));
         assert_eq!(reply.error_type(), "invalid_request_error");
     }
+    let req = request("POST", "/v1/messages", Some(&json!({})))
+        .header("x-padding", "p".repeat(70 * 1024))
+        .body(Body::from(message("hi", false).to_string()))
+        .unwrap();
+    let reply = send(&h.app, req).await;
+    assert_eq!(reply.status, 431);
+    assert_eq!(reply.error_type(), "request_too_large");
+    // Missing or odd content types are no reason to refuse well-formed JSON.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded; charset=🙂"),
+    ] {
+        let mut req = request("POST", "/v1/messages", None);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let reply = send(&h.app, req.body(Body::from(message("hi", false).to_string())).unwrap()).await;
+        assert_eq!(reply.status, 200, "{content_type:?}: {}", reply.text());
+    }
+    h.emulator.clear();
     let big = message(&"x".repeat(5000), false);
     let reply = post(&h.app, "/v1/messages", &big).await;
     assert_eq!(reply.status, 413);
