@@ -244,7 +244,10 @@ impl TokenStore {
             return;
         };
         let stale = lock(&self.inner.last_success).is_none_or(|t| t.elapsed() >= policy.every);
-        let recently_tried = lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < policy.on_miss_at_most_every);
+        // A failed read is retried no sooner than the shorter of the two intervals, so a miss
+        // limit longer than the refresh interval does not stop the periodic refresh.
+        let retry_gap = policy.every.min(policy.on_miss_at_most_every);
+        let recently_tried = lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < retry_gap);
         if stale && !recently_tried && self.inner.refresh_lock.try_lock().is_ok() {
             let store = self.clone();
             tokio::spawn(async move {
@@ -330,6 +333,7 @@ async fn read_secret(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -
     let current = client
         .get_secret_value()
         .secret_id(secret_id)
+        .version_stage("AWSCURRENT")
         .send()
         .await
         .map_err(|e| describe(&e))?;

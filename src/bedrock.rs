@@ -39,8 +39,11 @@ pub struct Bedrock {
 /// A stream that has produced its first event (or has gone quiet long enough that the caller
 /// should start getting pings).
 pub struct StartedStream {
-    /// The first item, if it came before the ping interval.
+    /// The first item, if it came before the ping interval (`None` also when the stream ended
+    /// without any event).
     pub first: Option<StreamItem>,
+    /// True when Bedrock stayed silent for the whole first wait: the caller is owed a ping now.
+    pub silent: bool,
     /// The rest of the stream. Dropping it stops the pump and closes Bedrock's connection.
     pub rest: mpsc::Receiver<StreamItem>,
 }
@@ -93,8 +96,16 @@ impl Bedrock {
             tokio::spawn(pump(output.body, tx));
             match tokio::time::timeout(first_event_wait, rx.recv()).await {
                 Ok(Some(Err(e))) => Err(e),
-                Ok(first) => Ok(StartedStream { first, rest: rx }),
-                Err(_silent) => Ok(StartedStream { first: None, rest: rx }),
+                Ok(first) => Ok(StartedStream {
+                    first,
+                    silent: false,
+                    rest: rx,
+                }),
+                Err(_elapsed) => Ok(StartedStream {
+                    first: None,
+                    silent: true,
+                    rest: rx,
+                }),
             }
         })
         .await

@@ -134,7 +134,8 @@ impl RequestLog {
         self.update(|r| r.usage = Some(usage));
     }
 
-    /// Records how a stream ended when it did not end normally (e.g. `client_gone`).
+    /// Records how a request ended when not normally: `rejected` (4xx), `error` (5xx),
+    /// `client_gone` or `stream_error` (a stream that had begun).
     pub fn outcome(&self, outcome: &'static str) {
         self.update(|r| r.outcome = Some(outcome));
     }

@@ -91,6 +91,11 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         _ => next.run(req).await,
     };
     log.status(response.status().as_u16());
+    if response.status().is_client_error() {
+        log.outcome("rejected");
+    } else if response.status().is_server_error() {
+        log.outcome("error");
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -198,7 +203,7 @@ async fn messages(
     if request.stream {
         let ping = state.config.ping_interval;
         let started = state.bedrock.invoke_stream(&model_id, &bedrock_body, ping).await?;
-        let stream = sse_stream(started.first, started.rest, ping, log);
+        let stream = sse_stream(started, ping, log);
         let response = Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")

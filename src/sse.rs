@@ -10,7 +10,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::bedrock::StreamItem;
+use crate::bedrock::{StartedStream, StreamItem};
 use crate::error::ProxyError;
 use crate::request_log::{RequestLog, Usage};
 
@@ -77,6 +77,8 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
 
 /// State of one caller's SSE stream.
 struct SseStream {
+    /// A ping owed at once: Bedrock was already silent for a whole interval before we began.
+    ping_now: bool,
     first: Option<StreamItem>,
     rest: mpsc::Receiver<StreamItem>,
     ping_interval: Duration,
@@ -98,14 +100,14 @@ impl Drop for SseStream {
 /// `event: error` if the stream fails. Dropping it (the caller left) drops `rest`, which stops
 /// the pump and closes Bedrock's connection.
 pub fn sse_stream(
-    first: Option<StreamItem>,
-    rest: mpsc::Receiver<StreamItem>,
+    started: StartedStream,
     ping_interval: Duration,
     log: RequestLog,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = SseStream {
-        first,
-        rest,
+        ping_now: started.silent,
+        first: started.first,
+        rest: started.rest,
         ping_interval,
         log,
         finished: false,
@@ -114,6 +116,9 @@ pub fn sse_stream(
     futures_util::stream::unfold(state, |mut s| async move {
         if s.finished {
             return None;
+        }
+        if std::mem::take(&mut s.ping_now) {
+            return Some((Ok(Bytes::from_static(PING_FRAME)), s));
         }
         let item = match s.first.take() {
             Some(item) => Some(item),
@@ -222,7 +227,12 @@ mod tests {
         }
         drop(tx);
         let log = RequestLog::new("req_test", "POST", "/v1/messages");
-        let out: Vec<_> = sse_stream(None, rx, Duration::from_secs(5), log).collect().await;
+        let started = StartedStream {
+            first: None,
+            silent: false,
+            rest: rx,
+        };
+        let out: Vec<_> = sse_stream(started, Duration::from_secs(5), log).collect().await;
         out.into_iter()
             .map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap())
             .collect()
@@ -250,11 +260,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn silence_becomes_pings() {
+    async fn silence_becomes_pings_every_interval() {
         let (tx, rx) = mpsc::channel(1);
         let log = RequestLog::new("req_test", "POST", "/v1/messages");
-        let mut stream = Box::pin(sse_stream(None, rx, Duration::from_secs(10), log));
+        // Bedrock was already silent for one interval before the stream began: ping at once.
+        let started = StartedStream {
+            first: None,
+            silent: true,
+            rest: rx,
+        };
+        let mut stream = Box::pin(sse_stream(started, Duration::from_secs(10), log));
+        let t0 = tokio::time::Instant::now();
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
+        assert_eq!(t0.elapsed(), Duration::from_secs(10));
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
         tx.send(Ok(Bytes::from_static(br#"{"type":"message_stop"}"#)))
             .await

@@ -1,0 +1,45 @@
+variable "region" {
+  type        = string
+  description = "AWS region to deploy to, e.g. us-east-1 or eu-central-1. Claude must be enabled in Bedrock there."
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.region))
+    error_message = "region must be an AWS region name such as us-east-1."
+  }
+}
+
+variable "name" {
+  type        = string
+  description = "Name of the proxy function and prefix of everything else, 1-51 letters, digits, hyphens or underscores."
+  default     = "bedrock-anthropic-proxy"
+}
+
+variable "inference_profile" {
+  type        = string
+  description = "Cross-region inference profile prefix: us, eu, apac, jp, au, global, none, or \"\" to derive it from the region."
+  default     = ""
+
+  validation {
+    condition     = contains(["", "us", "eu", "apac", "jp", "au", "global", "none"], var.inference_profile)
+    error_message = "inference_profile must be one of \"\", us, eu, apac, jp, au, global, none."
+  }
+}
+
+variable "enable_rotation" {
+  type        = bool
+  description = "Whether to deploy the rotate-token function and rotate the token Terraform generated right after creating it."
+  default     = true
+}
+
+variable "cors_allow_origins" {
+  type        = list(string)
+  description = "Origins browsers may call the proxy from; [] for server-side clients only."
+  default     = []
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags for every resource created."
+  default     = { Project = "bedrock-anthropic-proxy" }
+}

@@ -1,0 +1,223 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  region     = data.aws_region.current.region
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  proxy_zip_path    = coalesce(var.lambda_zip_path, "${path.module}/../target/lambda/bedrock-anthropic-proxy/bootstrap.zip")
+  rotation_zip_path = coalesce(var.rotation_lambda_zip_path, "${path.module}/../target/lambda/rotate-token/bootstrap.zip")
+
+  secret_arn = var.secret_arn != null ? var.secret_arn : module.secret[0].secret_arn
+
+  # The settings the binary reads (src/config.rs). AWS_REGION is set by Lambda;
+  # BEARER_TOKEN and CORS_ALLOW_ORIGINS are for local runs only and never set here.
+  proxy_environment = merge(var.extra_environment, {
+    BEARER_TOKEN_SECRET_ID = local.secret_arn
+    INFERENCE_PROFILE      = var.inference_profile
+    MODEL_MAP              = jsonencode(var.model_map)
+    RUST_LOG               = var.rust_log
+  })
+
+  # The profile in use: the one configured, else the one the binary derives
+  # from the region (InferenceProfile::default_for_region in src/models.rs).
+  # For ap- regions the binary may pick jp or au; all three get ap-* below.
+  region_geography = (
+    startswith(local.region, "us-gov-") ? "none" :
+    startswith(local.region, "us-") ? "us" :
+    startswith(local.region, "eu-") ? "eu" :
+    startswith(local.region, "ap-") ? "apac" : "global"
+  )
+  effective_profile = var.inference_profile != "" ? var.inference_profile : local.region_geography
+
+  # Regions a cross-region inference profile may send a request on to, as IAM
+  # ARN patterns: the caller needs InvokeModel on the foundation model in each.
+  # jp and au fall back to apac for models they don't offer, hence ap-*.
+  # https://docs.aws.amazon.com/bedrock/latest/userguide/cross-region-inference.html
+  profile_regions = {
+    us   = ["us-*"]
+    eu   = ["eu-*"]
+    apac = ["ap-*"]
+    jp   = ["ap-*"]
+    au   = ["ap-*"]
+    # Global profiles route to any commercial region, and AWS writes the global
+    # foundation-model ARN with an empty region (arn:aws:bedrock:::...): only a
+    # region of * matches both. The model part stays anthropic.claude-*, and
+    # the grant holds only through an inference profile (see the policy).
+    # https://docs.aws.amazon.com/bedrock/latest/userguide/global-cross-region-inference.html
+    global = ["*"]
+    none   = [local.region]
+  }
+  bedrock_regions = var.bedrock_regions != null ? var.bedrock_regions : distinct(concat([local.region], local.profile_regions[local.effective_profile]))
+
+  # Foundation-model ARNs carry no account; inference profiles live in this
+  # region and account, named PREFIX.MODEL_ID (us., eu., global., ...).
+  local_model_arns       = [for model in var.allowed_models : "arn:${local.partition}:bedrock:${local.region}::foundation-model/${model}"]
+  foundation_model_arns  = [for pair in setproduct(local.bedrock_regions, var.allowed_models) : "arn:${local.partition}:bedrock:${pair[0]}::foundation-model/${pair[1]}"]
+  inference_profile_arns = [for model in var.allowed_models : "arn:${local.partition}:bedrock:${local.region}:${local.account_id}:inference-profile/*.${model}"]
+}
+
+# Bearer token secret
+
+module "secret" {
+  source = "./modules/secret"
+  count  = var.secret_arn == null ? 1 : 0
+
+  name                    = "${var.name}/bearer-token"
+  generate_initial_token  = var.generate_initial_token
+  kms_key_arn             = var.kms_key_arn
+  recovery_window_in_days = var.secret_recovery_window_days
+  tags                    = var.tags
+}
+
+# Proxy function and its URL
+
+data "aws_iam_policy_document" "proxy" {
+  # Directly in this region, and through this region's inference profiles.
+  statement {
+    sid       = "InvokeAllowedClaudeModels"
+    actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"]
+    resources = concat(local.inference_profile_arns, local.local_model_arns)
+  }
+
+  # In the regions a profile routes to, only as part of a profile's request.
+  statement {
+    sid       = "InvokeAllowedClaudeModelsThroughProfiles"
+    actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"]
+    resources = local.foundation_model_arns
+
+    condition {
+      test     = "ArnLike"
+      variable = "bedrock:InferenceProfileArn"
+      values   = local.inference_profile_arns
+    }
+  }
+
+  statement {
+    sid       = "ReadBearerToken"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+
+    content {
+      sid       = "DecryptBearerToken"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+}
+
+module "proxy" {
+  source = "./modules/function"
+
+  name                           = var.name
+  description                    = "Anthropic Messages API in front of Claude on Amazon Bedrock"
+  zip_path                       = local.proxy_zip_path
+  memory_size                    = var.memory_size
+  timeout                        = var.timeout
+  reserved_concurrent_executions = var.reserved_concurrent_executions
+  environment                    = local.proxy_environment
+  policy_json                    = data.aws_iam_policy_document.proxy.json
+  log_retention_days             = var.log_retention_days
+  log_kms_key_arn                = var.log_kms_key_arn
+  tags                           = var.tags
+}
+
+# With NONE, the AWS provider (>= 6.28) adds the two resource-policy statements
+# a public URL needs: lambda:InvokeFunctionUrl (FunctionUrlAuthType NONE) and
+# lambda:InvokeFunction (InvokedViaFunctionUrl true). Since October 2025 Lambda
+# answers 403 without the second.
+# https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html
+resource "aws_lambda_function_url" "this" {
+  #checkov:skip=CKV_AWS_258:NONE is the default on purpose: Anthropic clients cannot SigV4-sign, and the function rejects any request without the bearer token from Secrets Manager. AWS_IAM is available through authorization_type.
+  function_name      = module.proxy.function_name
+  authorization_type = var.authorization_type
+  invoke_mode        = "RESPONSE_STREAM"
+
+  # The only place CORS is configured: Lambda answers preflights and adds the
+  # headers, and the function adds none of its own.
+  dynamic "cors" {
+    for_each = length(var.cors_allow_origins) > 0 ? [1] : []
+
+    content {
+      allow_credentials = false
+      allow_origins     = var.cors_allow_origins
+      allow_methods     = var.cors_allow_methods
+      allow_headers     = var.cors_allow_headers
+      expose_headers    = var.cors_expose_headers
+      max_age           = var.cors_max_age
+    }
+  }
+}
+
+# Rotation
+
+data "aws_iam_policy_document" "rotation" {
+  statement {
+    sid = "RotateBearerToken"
+    actions = [
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:UpdateSecretVersionStage",
+    ]
+    resources = [local.secret_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+
+    content {
+      sid       = "EncryptBearerToken"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+}
+
+module "rotation_function" {
+  source = "./modules/function"
+  count  = var.enable_rotation ? 1 : 0
+
+  name               = "${var.name}-rotate-token"
+  description        = "Rotates the bearer token of ${var.name} for Secrets Manager"
+  zip_path           = local.rotation_zip_path
+  memory_size        = 128
+  timeout            = 30
+  environment        = { RUST_LOG = var.rust_log }
+  policy_json        = data.aws_iam_policy_document.rotation.json
+  log_retention_days = var.log_retention_days
+  log_kms_key_arn    = var.log_kms_key_arn
+  tags               = var.tags
+}
+
+module "rotation" {
+  source = "./modules/rotation"
+  count  = var.enable_rotation ? 1 : 0
+
+  secret_arn          = local.secret_arn
+  function_name       = module.rotation_function[0].function_name
+  function_arn        = module.rotation_function[0].function_arn
+  schedule_expression = var.rotation_schedule_expression
+  # Rotation keeps the current value's format, so it needs a first value.
+  rotate_immediately = var.rotate_immediately && (var.secret_arn != null || var.generate_initial_token)
+}

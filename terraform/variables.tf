@@ -1,0 +1,274 @@
+# Function
+
+variable "name" {
+  type        = string
+  description = "Name of the proxy function, its role and log group; the rotation function is NAME-rotate-token and the secret NAME/bearer-token. 1-51 letters, digits, hyphens or underscores."
+  default     = "bedrock-anthropic-proxy"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,51}$", var.name))
+    error_message = "name must be 1-51 characters of letters, digits, hyphens or underscores (NAME-rotate-token must fit Lambda's 64)."
+  }
+}
+
+variable "lambda_zip_path" {
+  type        = string
+  description = "Path of the proxy's bootstrap.zip. null means target/lambda/bedrock-anthropic-proxy/bootstrap.zip in the repository this module sits in, where scripts/build.sh puts it."
+  default     = null
+}
+
+variable "rotation_lambda_zip_path" {
+  type        = string
+  description = "Path of the rotate-token bootstrap.zip (used when enable_rotation is true). null means target/lambda/rotate-token/bootstrap.zip in the repository this module sits in."
+  default     = null
+}
+
+variable "memory_size" {
+  type        = number
+  description = "Memory of the proxy function in MB, 128 to 10240."
+  default     = 256
+
+  validation {
+    condition     = var.memory_size >= 128 && var.memory_size <= 10240
+    error_message = "memory_size must be between 128 and 10240 MB."
+  }
+}
+
+variable "timeout" {
+  type        = number
+  description = "Timeout of the proxy function in seconds, 1 to 900: the longest a single (streamed) response may take."
+  default     = 300
+
+  validation {
+    condition     = var.timeout >= 1 && var.timeout <= 900
+    error_message = "timeout must be between 1 and 900 seconds."
+  }
+}
+
+variable "reserved_concurrent_executions" {
+  type        = number
+  description = "Concurrency reserved for the proxy, which also caps it (and so the Bedrock spend rate). null leaves it unreserved; 0 switches the proxy off."
+  default     = null
+
+  validation {
+    condition     = var.reserved_concurrent_executions == null ? true : var.reserved_concurrent_executions >= 0
+    error_message = "reserved_concurrent_executions must be null or a number >= 0."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Days CloudWatch keeps the functions' logs: one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653, or 0 to keep them forever."
+  default     = 30
+
+  validation {
+    condition     = contains([0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653) or 0."
+  }
+}
+
+variable "log_kms_key_arn" {
+  type        = string
+  description = "ARN of a customer managed KMS key for the log groups; its key policy must let logs.REGION.amazonaws.com use it. null uses CloudWatch Logs' own encryption."
+  default     = null
+
+  validation {
+    condition     = var.log_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.log_kms_key_arn))
+    error_message = "log_kms_key_arn must be null or a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+  }
+}
+
+# Proxy settings (environment variables of the function)
+
+variable "rust_log" {
+  type        = string
+  description = "RUST_LOG of both functions: a tracing filter such as info, debug or bedrock_anthropic_proxy=debug,info."
+  default     = "info"
+
+  validation {
+    condition     = length(trimspace(var.rust_log)) > 0
+    error_message = "rust_log must not be empty."
+  }
+}
+
+variable "inference_profile" {
+  type        = string
+  description = "INFERENCE_PROFILE: the cross-region inference profile prefix put before Bedrock model IDs: us, eu, apac, jp, au, global, none (call base model IDs), or \"\" to let the function derive it from the region."
+  default     = ""
+
+  validation {
+    condition     = contains(["", "us", "eu", "apac", "jp", "au", "global", "none"], var.inference_profile)
+    error_message = "inference_profile must be one of \"\", us, eu, apac, jp, au, global, none."
+  }
+}
+
+variable "model_map" {
+  type        = map(string)
+  description = "MODEL_MAP: extra or overriding mappings from the model names clients send to Bedrock model or inference profile IDs, e.g. { \"claude-sonnet-4-5\" = \"us.anthropic.claude-sonnet-4-5-20250929-v1:0\" }. Passed as a JSON object."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.model_map : length(k) > 0 && length(v) > 0])
+    error_message = "model_map keys and values must not be empty."
+  }
+}
+
+variable "extra_environment" {
+  type        = map(string)
+  description = "Further settings of the proxy, by environment variable name: TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS. Other names are rejected."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.extra_environment) : contains(["TOKEN_REFRESH_SECONDS", "TOKEN_MISS_REFRESH_SECONDS", "EXTRA_BETA_FLAGS", "MAX_BODY_BYTES", "UPSTREAM_MAX_ATTEMPTS", "UPSTREAM_RETRY_BASE_MS", "UPSTREAM_TIMEOUT_SECONDS", "PING_INTERVAL_MS"], k)])
+    error_message = "extra_environment may only set TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS (the others have their own variables, are set by Lambda, or are for local runs only)."
+  }
+}
+
+# Bedrock permissions
+
+variable "allowed_models" {
+  type        = list(string)
+  description = "Bedrock model IDs (IAM wildcards allowed) the proxy may invoke, all of the form anthropic.claude-...; e.g. [\"anthropic.claude-sonnet-4-5-*\", \"anthropic.claude-haiku-4-5-*\"]. Granted as foundation models in bedrock_regions and as inference profiles (any prefix) in this region."
+  default     = ["anthropic.claude-*"]
+
+  validation {
+    condition     = length(var.allowed_models) > 0 && alltrue([for m in var.allowed_models : can(regex("^anthropic\\.claude-[A-Za-z0-9.:*_-]*$", m))])
+    error_message = "allowed_models must be a non-empty list of model IDs starting with anthropic.claude- (letters, digits, . : _ - and * only)."
+  }
+}
+
+variable "bedrock_regions" {
+  type        = list(string)
+  description = "Regions (IAM patterns such as us-* allowed) whose foundation models the proxy may invoke; inference profiles send requests on to these. null derives them from inference_profile, or from this region as the function does when it is \"\": us → us-*, eu → eu-*, apac, jp and au → ap-* (jp and au fall back to apac), global → *, none → this region."
+  default     = null
+
+  validation {
+    condition     = var.bedrock_regions == null ? true : length(var.bedrock_regions) > 0 && alltrue([for r in var.bedrock_regions : can(regex("^([a-z]{2}(-[a-z0-9*]+)*|\\*)$", r))])
+    error_message = "bedrock_regions must be null or a non-empty list of region names or patterns such as us-east-1, us-* or *."
+  }
+}
+
+# Function URL
+
+variable "authorization_type" {
+  type        = string
+  description = "Function URL auth: NONE (default; anyone can reach the URL and the function checks the bearer token itself) or AWS_IAM (callers must also SigV4-sign; send the token in x-api-key then)."
+  default     = "NONE"
+
+  validation {
+    condition     = contains(["NONE", "AWS_IAM"], var.authorization_type)
+    error_message = "authorization_type must be NONE or AWS_IAM."
+  }
+}
+
+variable "cors_allow_origins" {
+  type        = list(string)
+  description = "Origins browsers may call the URL from, e.g. [\"https://app.example.com\"]; [\"*\"] allows any. [] configures no CORS at all (server-side clients only). The function itself sets no CORS headers."
+  default     = ["*"]
+}
+
+variable "cors_allow_methods" {
+  type        = list(string)
+  description = "HTTP methods allowed cross-origin: GET, POST, or [\"*\"]. Preflight OPTIONS requests are answered by Lambda."
+  default     = ["GET", "POST"]
+
+  validation {
+    condition     = alltrue([for m in var.cors_allow_methods : contains(["*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], m)])
+    error_message = "cors_allow_methods may contain *, GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS."
+  }
+}
+
+variable "cors_allow_headers" {
+  type        = list(string)
+  description = "Request headers allowed cross-origin. Browser code using the Anthropic SDK also sends anthropic-dangerous-direct-browser-access and x-stainless-* headers: add them, or use [\"*\"]."
+  default     = ["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"]
+}
+
+variable "cors_expose_headers" {
+  type        = list(string)
+  description = "Response headers browser code may read, e.g. request-id and retry-after (the Anthropic SDK uses both)."
+  default     = ["request-id", "retry-after"]
+}
+
+variable "cors_max_age" {
+  type        = number
+  description = "Seconds browsers may cache a preflight answer, 0 to 86400."
+  default     = 3600
+
+  validation {
+    condition     = var.cors_max_age >= 0 && var.cors_max_age <= 86400
+    error_message = "cors_max_age must be between 0 and 86400."
+  }
+}
+
+# Bearer token secret
+
+variable "secret_arn" {
+  type        = string
+  description = "ARN of an existing Secrets Manager secret holding the bearer token (its SecretString is the token). null creates one (see generate_initial_token)."
+  default     = null
+
+  validation {
+    condition     = var.secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.secret_arn))
+    error_message = "secret_arn must be null or a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX)."
+  }
+}
+
+variable "generate_initial_token" {
+  type        = bool
+  description = "When Terraform creates the secret: true writes a random first token (random_password; it is then in Terraform state), false leaves the secret empty until you put the first value (the proxy answers 503 until then)."
+  default     = true
+}
+
+variable "kms_key_arn" {
+  type        = string
+  description = "ARN of the customer managed KMS key that encrypts the secret: used when Terraform creates it, and granted to the functions (also set it when bringing a secret encrypted with your own key). null means the AWS managed key aws/secretsmanager."
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be null or a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  type        = number
+  description = "Days a deleted secret (one Terraform created) can still be restored: 0 (delete at once, so the name can be reused) or 7 to 30."
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or between 7 and 30."
+  }
+}
+
+# Rotation
+
+variable "enable_rotation" {
+  type        = bool
+  description = "Whether to deploy the rotate-token function and let Secrets Manager rotate the token on rotation_schedule_expression."
+  default     = false
+}
+
+variable "rotation_schedule_expression" {
+  type        = string
+  description = "When the token is rotated, in Secrets Manager's schedule syntax: rate(N days), rate(N hours) or cron(...)."
+  default     = "rate(30 days)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.rotation_schedule_expression))
+    error_message = "rotation_schedule_expression must be rate(...) or cron(...)."
+  }
+}
+
+variable "rotate_immediately" {
+  type        = bool
+  description = "Whether the token is rotated once as soon as rotation is enabled. The token Terraform generated then stays valid as AWSPREVIOUS until the next rotation. Not done while the secret is empty (generate_initial_token = false): rotation needs a first value."
+  default     = true
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags for every resource created."
+  default     = {}
+}

@@ -1,0 +1,1 @@
+"""End-to-end tests: real processes on loopback, driven by the anthropic SDK and raw sockets."""

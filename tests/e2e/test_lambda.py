@@ -1,0 +1,85 @@
+"""The Lambda transport for real: the proxy binary under `cargo lambda watch`, reached as a
+Function URL with response streaming (`/lambda-url/<function>/...`)."""
+
+import pytest
+
+from .conftest import (
+    EMULATOR_TEXT,
+    MODEL,
+    assert_error_shape,
+    assert_sse_framing,
+    auth,
+    message_body,
+    prompt,
+    sdk_client,
+)
+
+pytestmark = pytest.mark.lambda_watch
+
+ORIGIN = {"Origin": "https://example.com"}
+
+
+def test_lambda_streams_sse_in_pieces_with_a_request_id(lambda_function):
+    body = message_body(prompt("emulator:chunks=3", "emulator:delay_ms=800"), stream=True)
+
+    response = lambda_function.request("POST", "/v1/messages", headers=auth(), body=body)
+    frames = list(response.iter_frames())
+    response.close()
+
+    assert response.status == 200, [f.raw for f in frames]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers.get("request-id", "").startswith("req_"), response.headers
+    events = assert_sse_framing(b"".join(f.raw for f in frames))
+    assert events[0][0] == "message_start" and events[-1][0] == "message_stop"
+    assert not any(b"amazon-bedrock-invocationMetrics" in f.raw for f in frames)
+    first_event = frames[0].t - response.sent_at
+    spread = frames[-1].t - frames[0].t
+    print(f"\n[e2e] lambda: first event {first_event * 1000:.0f} ms after the request; "
+          f"message_stop {spread:.2f} s after message_start")
+    assert spread >= 1.0, f"the Function URL delivered the stream at once ({spread:.3f} s): buffered"
+
+
+def test_lambda_serves_the_sdk(lambda_function):
+    client = sdk_client(lambda_function.base)
+
+    with client.messages.stream(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": prompt()}]
+    ) as stream:
+        text = stream.get_final_text()
+
+    assert text == EMULATOR_TEXT
+
+
+def test_lambda_without_a_token_is_401(lambda_function):
+    response = lambda_function.request("POST", "/v1/messages", body=message_body(prompt(), stream=True))
+    body = response.read_body()
+
+    assert response.status == 401, body
+    assert_error_shape(body, "authentication_error")
+    assert response.headers.get("request-id", "").startswith("req_")
+
+
+@pytest.mark.parametrize("method, path, with_token", [("POST", "/v1/messages", True), ("GET", "/health", False)])
+def test_lambda_adds_no_cors_headers_even_with_cors_allow_origins(lambda_function, method, path, with_token):
+    # CORS_ALLOW_ORIGINS=* is set for the function (see the lambda_function fixture), and the
+    # watch server's own CORS layer is off, so any access-control-* header would be the proxy's.
+    headers = {**ORIGIN, **(auth() if with_token else {})}
+    body = message_body(prompt(), stream=False) if method == "POST" else None
+
+    response = lambda_function.request(method, path, headers=headers, body=body)
+    response.read_body()
+
+    assert response.status == 200
+    cors = [name for name in response.header_names if name.startswith("access-control-")]
+    assert cors == [], f"the function sent CORS headers inside Lambda: {cors}"
+
+
+def test_local_mode_does_send_cors_headers_with_the_same_setting(start_proxy):
+    # The control for the test above: the same setting outside Lambda does add them.
+    proxy = start_proxy(CORS_ALLOW_ORIGINS="*")
+
+    response = proxy.request("GET", "/health", headers=ORIGIN)
+    response.read_body()
+
+    assert response.status == 200
+    assert response.headers.get("access-control-allow-origin") == "*", response.headers
