@@ -60,8 +60,8 @@ cargo test --workspace
 step "build the binaries the end-to-end tests run"
 cargo build --workspace --bins
 
-step "pytest (anthropic SDK, raw HTTP, cargo lambda watch, Terraform wiring)"
-pytest -q tests/e2e tests/terraform
+step "pytest (anthropic SDK, raw HTTP, cargo lambda watch, log scan)"
+pytest -q tests/e2e
 
 step "terraform checks"
 bash scripts/check-terraform.sh

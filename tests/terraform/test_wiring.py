@@ -416,10 +416,11 @@ def test_every_variable_is_typed_and_described():
 # -- documentation ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("readme_path", [TERRAFORM / "README.md", TERRAFORM.parent / "README.md"])
 @pytest.mark.parametrize("kind, source", [("variable", "variables.tf"), ("output", "outputs.tf")])
-def test_readme_lists_every_root_input_and_output(kind, source):
-    readme = (TERRAFORM / "README.md").read_text()
+def test_readme_lists_every_root_input_and_output(kind, source, readme_path):
+    readme = readme_path.read_text()
 
     missing = [name for name, _ in labelled(TERRAFORM / source, kind) if f"`{name}`" not in readme]
 
-    assert not missing, f"terraform/README.md does not list: {missing}"
+    assert not missing, f"{readme_path} does not list: {missing}"
