@@ -63,6 +63,27 @@ cargo build --workspace --bins
 step "pytest (anthropic SDK, raw HTTP, cargo lambda watch, log scan)"
 pytest -q tests/e2e
 
+step "fuzz: a short bounded pass over request translation and SSE re-framing"
+# cargo fuzz passes -Z flags that need nightly; only a stable toolchain can be had here, and
+# RUSTC_BOOTSTRAP=1 lets stable accept them. No sanitizer: the code under test is safe Rust,
+# and the pass is about panics and broken output.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+(
+  cd fuzz
+  export RUSTC_BOOTSTRAP=1
+  for target in translate_request reframe_sse; do
+    log="$ROOT/target/fuzz-$target.log"
+    if ! cargo fuzz run --dev -s none "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "fuzz target $target failed; the input is under fuzz/artifacts/$target/"
+      exit 1
+    fi
+    echo "$target: $(grep -E '^Done' "$log")"
+  done
+)
+
 step "terraform checks"
 bash scripts/check-terraform.sh
 

@@ -43,6 +43,10 @@ pub struct Frame {
 /// and JSON containing raw line breaks, which is re-serialised so it fits on one `data:` line.
 pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     let garbled = |why: &str| ProxyError::Upstream(format!("bedrock sent an unreadable stream event: {why}"));
+    // serde would also read a struct from a JSON array (`["message_stop"]`); events are objects.
+    if chunk.trim_ascii_start().first() != Some(&b'{') {
+        return Err(garbled("not a JSON object"));
+    }
     let head: EventHead = serde_json::from_slice(chunk).map_err(|_| garbled("not a JSON event with a \"type\""))?;
     let kind = head.kind;
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
