@@ -26,7 +26,7 @@ ENTRY_POINTS = [
     ("    user-agent interceptor", [r"UserAgentInterceptor as aws_smithy_runtime_api"]),
     ("stream pump task, all events (bedrock::pump)", [r"bedrock_anthropic_proxy::bedrock::pump::\{\{closure\}\}$"]),
     ("  event unmarshalling: JSON + base64 of each chunk (Receiver::unmarshall)", [r"Receiver<T,E>::unmarshall$"]),
-    ("SSE re-framing, all events (sse.rs)", [r"/src/sse\.rs:"]),
+    ("SSE body: channel receive + re-framing, all events (sse.rs)", [r"(^|/)src/sse\.rs:.*poll_frame"]),
     ("request log line (RequestLog drop → tracing fmt)", [r"request_log::Inner as core::ops::drop::Drop>::drop$"]),
 ]
 LEAVES = [

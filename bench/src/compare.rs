@@ -341,12 +341,12 @@ pub fn report(r: &Value) -> String {
         let name = t["path"].as_str().unwrap_or("");
         let rss = num(t, "/rss_max_kb");
         s.push_str(&format!(
-            "| {} | {c} | {name} | {:.0} | {} | {} | {} | {} | {:.0} | {} |\n",
+            "| {} | {c} | {name} | {:.0} | {} | {} | {:.0} | {} | {:.0} | {} |\n",
             if stream { "stream" } else { "non-stream" },
             rps,
             ratio(rps, find(stream, c, "direct")),
             lite(rps, find(stream, c, "litellm")),
-            t["errors"],
+            num(t, "/errors"),
             if name == "direct" {
                 "—".into()
             } else {

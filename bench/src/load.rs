@@ -392,11 +392,27 @@ pub fn report(r: &Value) -> String {
         mb(&r["after_burst"]["hwm_kb"]),
     ));
     s.push_str(&format!(
-        "Soak: {:.0} s, {} callers, {} requests.\n\n| kind | requests | unexpected outcome |\n|---|---|---|\n",
+        "Soak: {:.0} s, {} callers, {} requests.\n\n",
         r["soak"]["seconds"].as_f64().unwrap_or(0.0),
         r["soak"]["callers"],
         r["soak"]["requests"]
     ));
+    let timeline: Vec<&Value> = r["soak"]["timeline"].as_array().into_iter().flatten().collect();
+    if let (Some(first), Some(last)) = (timeline.iter().find(|t| t["t_s"].as_u64() >= Some(15)), timeline.last()) {
+        s.push_str(&format!(
+            "Sampled every 15 s during the soak: RSS {} at {} s → {} at {} s; upstream connections {} → {}; \
+             emulator open_streams (in flight) {} → {}.\n\n",
+            mb(&first["rss_kb"]),
+            first["t_s"],
+            mb(&last["rss_kb"]),
+            last["t_s"],
+            first["upstream_established"],
+            last["upstream_established"],
+            first["emulator"]["open_streams"],
+            last["emulator"]["open_streams"],
+        ));
+    }
+    s.push_str("| kind | requests | unexpected outcome |\n|---|---|---|\n");
     for k in r["soak"]["per_kind"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "| {} | {} | {} |\n",

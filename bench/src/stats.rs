@@ -29,16 +29,33 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     percentile(&values, 0.5)
 }
 
-/// `a / b` formatted as `1.23×`, or `n/a`.
+/// `a / b` to three significant figures (`1.23×`, `0.00063×`, `163×`), or `n/a`.
 pub fn ratio(a: f64, b: f64) -> String {
-    if a.is_finite() && b.is_finite() && b != 0.0 {
-        format!("{:.2}×", a / b)
-    } else {
-        "n/a".into()
+    if !(a.is_finite() && b.is_finite() && b != 0.0) {
+        return "n/a".into();
     }
+    let r = a / b;
+    if r == 0.0 {
+        return "0×".into();
+    }
+    let decimals = (2 - r.abs().log10().floor() as i32).max(0) as usize;
+    format!("{r:.decimals$}×")
 }
 
 /// A number from a JSON summary, NaN when absent.
 pub fn num(v: &Value, pointer: &str) -> f64 {
     v.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_keep_three_significant_figures() {
+        assert_eq!(ratio(1.0, 1.0), "1.00×");
+        assert_eq!(ratio(163.4, 1.0), "163×");
+        assert_eq!(ratio(0.63, 1000.0), "0.000630×");
+        assert_eq!(ratio(1.0, 0.0), "n/a");
+    }
 }
