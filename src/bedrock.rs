@@ -1,8 +1,10 @@
 //! The calls to Bedrock Runtime (InvokeModel, InvokeModelWithResponseStream, CountTokens),
-//! with timeouts, jittered exponential backoff for throttling and unavailability, and the task
-//! that pumps a response stream to the caller and stops the moment the caller is gone.
+//! with timeouts, jittered exponential backoff for throttling and unavailability, and the
+//! event stream the caller's response body reads from: decoded in the body itself, so that
+//! when the caller goes away and the body is dropped, Bedrock's connection closes with it.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -10,13 +12,16 @@ use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use futures_util::{Stream, StreamExt};
 
 use crate::error::ProxyError;
 
 /// One item of a Bedrock stream as the SSE writer sees it: the payload of a chunk (one
 /// Anthropic event as JSON), or the error that ended the stream.
 pub type StreamItem = Result<Bytes, ProxyError>;
+
+/// Bedrock's events, in order; ends after the last event or after an error item.
+pub type EventStream = Pin<Box<dyn Stream<Item = StreamItem> + Send>>;
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +49,8 @@ pub struct StartedStream {
     pub first: Option<StreamItem>,
     /// True when Bedrock stayed silent for the whole first wait: the caller is owed a ping now.
     pub silent: bool,
-    /// The rest of the stream. Dropping it stops the pump and closes Bedrock's connection.
-    pub rest: mpsc::Receiver<StreamItem>,
+    /// The rest of the stream. Dropping it closes Bedrock's connection.
+    pub rest: EventStream,
 }
 
 impl Bedrock {
@@ -90,21 +95,18 @@ impl Bedrock {
                 .body(Blob::new(body))
                 .send();
             let output = self.timed(call).await?.map_err(map_sdk_error)?;
-            // A small buffer: if the caller reads slowly, we stop reading Bedrock rather than
-            // buffering an answer in memory.
-            let (tx, mut rx) = mpsc::channel(16);
-            tokio::spawn(pump(output.body, tx));
-            match tokio::time::timeout(first_event_wait, rx.recv()).await {
+            let mut rest = events(output.body);
+            match tokio::time::timeout(first_event_wait, rest.next()).await {
                 Ok(Some(Err(e))) => Err(e),
                 Ok(first) => Ok(StartedStream {
                     first,
                     silent: false,
-                    rest: rx,
+                    rest,
                 }),
                 Err(_elapsed) => Ok(StartedStream {
                     first: None,
                     silent: true,
-                    rest: rx,
+                    rest,
                 }),
             }
         })
@@ -189,34 +191,33 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     half + Duration::from_nanos(jitter_ns)
 }
 
-/// Reads Bedrock's stream into `tx` until it ends, fails, or the caller goes away. Returning
-/// drops the event receiver, which closes the HTTP connection to Bedrock so that it stops
-/// generating (and billing) an answer nobody will read.
-async fn pump(
-    mut events: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<ResponseStream, ResponseStreamError>,
-    tx: mpsc::Sender<StreamItem>,
-) {
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = tx.closed() => return,
-            next = events.recv() => next,
-        };
-        let item = match next {
-            Ok(Some(ResponseStream::Chunk(part))) => match part.bytes {
-                Some(blob) => Ok(Bytes::from(blob.into_inner())),
-                None => continue,
-            },
-            // Event types newer than this SDK carry nothing we could forward.
-            Ok(Some(_)) => continue,
-            Ok(None) => return,
-            Err(e) => Err(map_stream_error(e)),
-        };
-        let last = item.is_err();
-        if tx.send(item).await.is_err() || last {
-            return;
+/// Bedrock's event receiver as a stream of chunk payloads. No task sits in between: the
+/// caller's response body polls this directly, so frames read together leave together, and
+/// dropping the body drops the receiver, which closes the HTTP connection to Bedrock so that it
+/// stops generating (and billing) an answer nobody will read.
+///
+/// Waiting on it under a timeout (for pings) loses nothing: `unfold` keeps an unfinished
+/// `recv` alive across polls, and `recv` itself only awaits the next body frame.
+fn events(
+    receiver: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<ResponseStream, ResponseStreamError>,
+) -> EventStream {
+    Box::pin(futures_util::stream::unfold(Some(receiver), |state| async move {
+        let mut receiver = state?;
+        loop {
+            match receiver.recv().await {
+                Ok(Some(ResponseStream::Chunk(part))) => {
+                    if let Some(blob) = part.bytes {
+                        return Some((Ok(Bytes::from(blob.into_inner())), Some(receiver)));
+                    }
+                }
+                // Event types newer than this SDK carry nothing we could forward.
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                // An error ends the stream; the receiver is dropped with it.
+                Err(e) => return Some((Err(map_stream_error(e)), None)),
+            }
         }
-    }
+    }))
 }
 
 /// Exceptions inside an event stream carry only `{"message"}`, so their code is not in the

@@ -3,14 +3,15 @@
 //! when the stream fails after it has begun; token counts taken from Bedrock's metrics.
 
 use std::borrow::Cow;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
 
-use crate::bedrock::{StartedStream, StreamItem};
+use crate::bedrock::{EventStream, StartedStream, StreamItem};
 use crate::error::ProxyError;
 use crate::request_log::{RequestLog, Usage};
 
@@ -84,8 +85,11 @@ struct SseStream {
     /// A ping owed at once: Bedrock was already silent for a whole interval before we began.
     ping_now: bool,
     first: Option<StreamItem>,
-    rest: mpsc::Receiver<StreamItem>,
+    rest: EventStream,
     ping_interval: Duration,
+    /// One timer for the whole stream, pushed back on every event, rather than a new timer per
+    /// event.
+    silence: Pin<Box<Sleep>>,
     log: RequestLog,
     finished: bool,
     saw_stop: bool,
@@ -113,6 +117,7 @@ pub fn sse_stream(
         first: started.first,
         rest: started.rest,
         ping_interval,
+        silence: Box::pin(tokio::time::sleep(ping_interval)),
         log,
         finished: false,
         saw_stop: false,
@@ -126,11 +131,18 @@ pub fn sse_stream(
         }
         let item = match s.first.take() {
             Some(item) => Some(item),
-            None => match tokio::time::timeout(s.ping_interval, s.rest.recv()).await {
-                Ok(item) => item,
-                Err(_silence) => return Some((Ok(Bytes::from_static(PING_FRAME)), s)),
+            None => tokio::select! {
+                biased;
+                item = s.rest.next() => item,
+                () = s.silence.as_mut() => {
+                    let next = Instant::now() + s.ping_interval;
+                    s.silence.as_mut().reset(next);
+                    return Some((Ok(Bytes::from_static(PING_FRAME)), s));
+                }
             },
         };
+        let next = Instant::now() + s.ping_interval;
+        s.silence.as_mut().reset(next);
         let bytes = match item {
             Some(Ok(chunk)) => match reframe(&chunk) {
                 Ok(frame) => {
@@ -224,8 +236,15 @@ mod tests {
         }
     }
 
+    /// A stream fed by hand, as Bedrock's would be.
+    fn channel() -> (tokio::sync::mpsc::Sender<StreamItem>, EventStream) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        (tx, Box::pin(stream))
+    }
+
     async fn collect(items: Vec<StreamItem>) -> String {
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = channel();
         for item in items {
             tx.send(item).await.unwrap();
         }
@@ -265,7 +284,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn silence_becomes_pings_every_interval() {
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = channel();
         let log = RequestLog::new("req_test", "POST", "/v1/messages");
         // Bedrock was already silent for one interval before the stream began: ping at once.
         let started = StartedStream {

@@ -654,3 +654,21 @@ async fn bedrock_hanging_before_the_first_byte_times_out_cleanly() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(h.emulator.stats()["open_streams"], 0, "{}", h.emulator.stats());
 }
+
+#[tokio::test]
+async fn pings_between_events_lose_no_event() {
+    // The ping timer fires while the SDK is waiting for the next frame; the wait must resume
+    // where it left off.
+    let h = harness(&[("PING_INTERVAL_MS", "40")]).await;
+    let reply = post(
+        &h.app,
+        "/v1/messages",
+        &message("emulator:chunks=8 emulator:delay_ms=110", true),
+    )
+    .await;
+    let events = parse_sse(&reply.text());
+    let deltas: Vec<&str> = events.iter().filter_map(|(_, d)| d["delta"]["text"].as_str()).collect();
+    assert_eq!(deltas.len(), 8, "{events:?}");
+    assert!(events.iter().filter(|(n, _)| n == "ping").count() >= 8, "{events:?}");
+    assert_eq!(events.last().unwrap().0, "message_stop");
+}
