@@ -24,9 +24,9 @@ ENTRY_POINTS = [
      [r"aws_sigv4::sign::v4::generate_signing_key$"]),
     ("      canonical request (aws_sigv4 CanonicalRequest::from)", [r"CanonicalRequest::from$"]),
     ("    user-agent interceptor", [r"UserAgentInterceptor as aws_smithy_runtime_api"]),
-    ("stream pump task, all events (bedrock::pump)", [r"bedrock_anthropic_proxy::bedrock::pump::\{\{closure\}\}$"]),
-    ("  event unmarshalling: JSON + base64 of each chunk (Receiver::unmarshall)", [r"Receiver<T,E>::unmarshall$"]),
-    ("SSE body: channel receive + re-framing, all events (sse.rs)", [r"(^|/)src/sse\.rs:.*poll_frame"]),
+    # The response body decodes Bedrock's events itself (no pump task since the second run).
+    ("event unmarshalling: JSON + base64 of each chunk (Receiver::unmarshall)", [r"Receiver<T,E>::unmarshall$"]),
+    ("SSE body: re-framing and pings, all events (sse.rs)", [r"(^|/)src/sse\.rs:.*poll_frame"]),
     ("request log line (RequestLog drop → tracing fmt)", [r"request_log::Inner as core::ops::drop::Drop>::drop$"]),
 ]
 LEAVES = [

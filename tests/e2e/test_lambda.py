@@ -1,6 +1,8 @@
 """The Lambda transport for real: the proxy binary under `cargo lambda watch`, reached as a
 Function URL with response streaming (`/lambda-url/<function>/...`)."""
 
+import time
+
 import pytest
 
 from .conftest import (
@@ -83,3 +85,28 @@ def test_local_mode_does_send_cors_headers_with_the_same_setting(start_proxy):
 
     assert response.status == 200
     assert response.headers.get("access-control-allow-origin") == "*", response.headers
+
+
+def test_lambda_stops_bedrock_when_the_caller_leaves(lambda_function, emulator):
+    # In Lambda the runtime reports the broken response stream; the function then drops the
+    # body, and with it Bedrock's connection. `cargo lambda watch` forwards the caller's hang-up
+    # to the function's response stream the same way.
+    before = emulator.stats()["streams_cancelled"]
+    body = message_body(prompt("emulator:chunks=300", "emulator:delay_ms=100"), stream=True)
+    response = lambda_function.request("POST", "/v1/messages", headers=auth(), body=body)
+    frames = response.iter_frames()
+    received = [next(frames) for _ in range(3)]
+    assert received[0].name == "message_start"
+
+    response.close()
+    closed_at = time.time()
+
+    deadline = closed_at + 10
+    stats = emulator.stats()
+    while stats["streams_cancelled"] <= before and time.time() < deadline:
+        time.sleep(0.05)
+        stats = emulator.stats()
+    assert stats["streams_cancelled"] > before, f"Bedrock's stream outlived the caller: {stats}"
+    delay = stats["last_cancel_unix_ms"] / 1000 - closed_at
+    print(f"\n[e2e] lambda: Bedrock stream cancelled {delay * 1000:.0f} ms after the caller left")
+    assert delay < 1.0, f"cancelled {delay:.3f} s after the caller left"
