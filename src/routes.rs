@@ -231,7 +231,7 @@ async fn messages(
     if request.stream {
         let ping = state.config.ping_interval;
         let started = state.bedrock.invoke_stream(&model_id, &bedrock_body, ping).await?;
-        let stream = sse_stream(started, ping, log);
+        let stream = sse_stream(started, ping, state.config.upstream_timeout, log);
         let response = Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")

@@ -87,6 +87,10 @@ struct SseStream {
     first: Option<StreamItem>,
     rest: EventStream,
     ping_interval: Duration,
+    /// Bedrock silent this long mid-stream counts as dead (`UPSTREAM_TIMEOUT_SECONDS`): pings
+    /// alone must not keep a caller waiting forever on a hung upstream.
+    idle_timeout: Duration,
+    last_event: Instant,
     /// One timer for the whole stream, pushed back on every event, rather than a new timer per
     /// event.
     silence: Pin<Box<Sleep>>,
@@ -105,11 +109,12 @@ impl Drop for SseStream {
 }
 
 /// The caller's SSE body: Bedrock's events as they arrive, pings during silence, an
-/// `event: error` if the stream fails. Dropping it (the caller left) drops `rest`, which stops
-/// the pump and closes Bedrock's connection.
+/// `event: error` if the stream fails or Bedrock stays silent for `idle_timeout`. Dropping it
+/// (the caller left) drops `rest`, which closes Bedrock's connection.
 pub fn sse_stream(
     started: StartedStream,
     ping_interval: Duration,
+    idle_timeout: Duration,
     log: RequestLog,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = SseStream {
@@ -117,6 +122,8 @@ pub fn sse_stream(
         first: started.first,
         rest: started.rest,
         ping_interval,
+        idle_timeout,
+        last_event: Instant::now(),
         silence: Box::pin(tokio::time::sleep(ping_interval)),
         log,
         finished: false,
@@ -135,13 +142,22 @@ pub fn sse_stream(
                 biased;
                 item = s.rest.next() => item,
                 () = s.silence.as_mut() => {
+                    if s.last_event.elapsed() >= s.idle_timeout {
+                        let e = ProxyError::Timeout(format!(
+                            "bedrock sent nothing for {} s (UPSTREAM_TIMEOUT_SECONDS)",
+                            s.idle_timeout.as_secs()
+                        ));
+                        // Ending here drops `rest`, which closes Bedrock's connection.
+                        return Some((Ok(s.fail(e)), s));
+                    }
                     let next = Instant::now() + s.ping_interval;
                     s.silence.as_mut().reset(next);
                     return Some((Ok(Bytes::from_static(PING_FRAME)), s));
                 }
             },
         };
-        let next = Instant::now() + s.ping_interval;
+        s.last_event = Instant::now();
+        let next = s.last_event + s.ping_interval;
         s.silence.as_mut().reset(next);
         let bytes = match item {
             Some(Ok(chunk)) => match reframe(&chunk) {
@@ -255,7 +271,9 @@ mod tests {
             silent: false,
             rest: rx,
         };
-        let out: Vec<_> = sse_stream(started, Duration::from_secs(5), log).collect().await;
+        let out: Vec<_> = sse_stream(started, Duration::from_secs(5), Duration::from_secs(60), log)
+            .collect()
+            .await;
         out.into_iter()
             .map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap())
             .collect()
@@ -292,7 +310,12 @@ mod tests {
             silent: true,
             rest: rx,
         };
-        let mut stream = Box::pin(sse_stream(started, Duration::from_secs(10), log));
+        let mut stream = Box::pin(sse_stream(
+            started,
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+            log,
+        ));
         let t0 = tokio::time::Instant::now();
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
         assert_eq!(t0.elapsed(), Duration::ZERO);

@@ -672,3 +672,32 @@ async fn pings_between_events_lose_no_event() {
     assert!(events.iter().filter(|(n, _)| n == "ping").count() >= 8, "{events:?}");
     assert_eq!(events.last().unwrap().0, "message_stop");
 }
+
+#[tokio::test]
+async fn bedrock_going_silent_mid_stream_ends_the_stream_with_an_error() {
+    let h = harness(&[("UPSTREAM_TIMEOUT_SECONDS", "1"), ("PING_INTERVAL_MS", "200")]).await;
+    let started = Instant::now();
+    let reply = post(
+        &h.app,
+        "/v1/messages",
+        &message("emulator:chunks=3 emulator:delay_ms=4000", true),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let events = parse_sse(&reply.text());
+    assert!(events.iter().any(|(n, _)| n == "ping"), "{events:?}");
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error");
+    assert_eq!(data["error"]["type"], "api_error");
+    assert!(data["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("UPSTREAM_TIMEOUT_SECONDS"));
+    // The hung upstream stream was closed, not left running.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.emulator.stats()["open_streams"], 0, "{}", h.emulator.stats());
+}
