@@ -4,9 +4,23 @@
 use axum::serve::ListenerExt;
 use bedrock_anthropic_proxy::{app, config::Config, telemetry, AppState};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    // Lambda hands an instance one request at a time, so worker threads would only add start-up
+    // time and cross-thread wake-ups; locally, requests are concurrent and get every core.
+    let runtime = if in_lambda {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()?;
+    runtime.block_on(run(in_lambda))
+}
+
+async fn run(in_lambda: bool) -> Result<(), BoxError> {
     telemetry::init(in_lambda);
     let config = Config::from_env().inspect_err(|e| tracing::error!("{e}"))?;
     let state = AppState::from_config(config).await?;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# CPU seconds per streamed request of the function process in Lambda mode, under
+# `cargo lambda watch --release` (a real runtime-API loop), against the Bedrock emulator.
+#   scripts/lambda-cpu.sh [N]     # N sequential streamed requests (default 1000)
+# Needs .venv (scripts/test.sh makes it) for cargo-lambda. Stops everything it starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}
+cargo build --release --quiet -p bedrock-emulator -p proxy-bench
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+EMU_PORT=$(free_port)
+./target/release/bedrock-emulator --addr "127.0.0.1:$EMU_PORT" >/dev/null 2>&1 &
+EMU_PID=$!
+PORT=$(free_port)
+env -u AWS_PROFILE BEARER_TOKEN=bench-token AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://127.0.0.1:$EMU_PORT" \
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 INFERENCE_PROFILE=us RUST_LOG=warn \
+  setsid .venv/bin/cargo-lambda lambda watch --release --ignore-changes --disable-cors \
+  --invoke-address 127.0.0.1 --invoke-port "$PORT" --package bedrock-anthropic-proxy --bin bedrock-anthropic-proxy \
+  >target/lambda-cpu-watch.log 2>&1 &
+WATCH_PID=$!
+trap 'kill -- -"$WATCH_PID" 2>/dev/null || true; kill "$EMU_PID" 2>/dev/null || true' EXIT
+
+URL="http://127.0.0.1:$PORT/lambda-url/bedrock-anthropic-proxy"
+python3 - "$URL/health" <<'PY'
+import sys, time, urllib.request
+for _ in range(900):
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=2); sys.exit(0)
+    except Exception:
+        time.sleep(1)
+sys.exit("cargo lambda watch did not become ready")
+PY
+./target/release/proxy-bench drive --url "$URL" --token bench-token --n 50 --concurrency 1 >/dev/null
+# The function binary cargo-lambda started (the newest process of that name).
+FPID=$(pgrep -n -f 'target/release/bedrock-anthropic-proxy$')
+ticks() { awk '{print $14+$15}' "/proc/$FPID/stat"; }
+T0=$(ticks)
+./target/release/proxy-bench drive --url "$URL" --token bench-token --n "$N" --concurrency 1
+T1=$(ticks)
+python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); print(f'function CPU per streamed request: {($T1-$T0)/hz/$N*1e6:.0f} µs over $N requests')"
