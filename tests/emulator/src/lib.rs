@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod captures;
 pub mod error;
 pub mod frames;
 pub mod ids;
@@ -74,8 +75,12 @@ impl Drop for Emulator {
     }
 }
 
-/// Binds `127.0.0.1:0` and serves in a background task.
+/// Binds `127.0.0.1:0` and serves in a background task. Fails if the captured requests
+/// the validation rules are learned from cannot be read.
 pub async fn spawn() -> std::io::Result<Emulator> {
+    // Learn the rules now, so a broken capture fails the test that starts the emulator
+    // rather than every request with a 500.
+    validate::rules().map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let state = Arc::new(State::default());
@@ -83,8 +88,13 @@ pub async fn spawn() -> std::io::Result<Emulator> {
     Ok(Emulator { addr, state, task })
 }
 
-/// Serves on `listener` until the task is dropped.
+/// Serves on `listener` until the task is dropped. Returns at once, with a message on
+/// stderr, if the captured requests the validation rules are learned from cannot be read.
 pub async fn serve(listener: TcpListener) {
+    if let Err(error) = validate::rules() {
+        eprintln!("bedrock-emulator: cannot learn Bedrock's rules: {error}");
+        return;
+    }
     serve_with(listener, Arc::new(State::default())).await;
 }
 

@@ -32,6 +32,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before LISTENING: a parent waiting for that line should see this failure instead.
+    if let Err(error) = bedrock_emulator::validate::rules() {
+        eprintln!("bedrock-emulator: cannot learn Bedrock's rules: {error}");
+        return ExitCode::FAILURE;
+    }
     let listener = match TcpListener::bind(&addr).await {
         Ok(listener) => listener,
         Err(error) => {

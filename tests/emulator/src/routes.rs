@@ -137,8 +137,19 @@ fn check(call: &mut Call, headers: &HeaderMap, raw_body: &[u8]) -> Result<(Model
         return Err(BedrockError::missing_signature());
     }
     let model = validate::model_id(&call.model_id)?;
+    // The header may be repeated; each occurrence is a comma-separated list.
+    let header_betas: Vec<String> = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .flat_map(|value| validate::beta_flags(&String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    let context = validate::Context {
+        model: &model,
+        header_betas: &header_betas,
+    };
     if call.operation != Operation::CountTokens {
-        return Ok((model, validate::body(raw_body)?));
+        let body = validate::body(raw_body, context)?;
+        return Ok((model, body));
     }
     // Reported Bedrock behaviour: CountTokens refuses cross-region profile ids, so the
     // proxy must retry with the base id.
@@ -148,7 +159,8 @@ fn check(call: &mut Call, headers: &HeaderMap, raw_body: &[u8]) -> Result<(Model
     let inner = count_tokens_input(raw_body)?;
     // The log shows the InvokeModel body, the part a test wants to assert on.
     call.body = serde_json::from_slice(&inner).unwrap_or(Value::Null);
-    Ok((model, validate::body(&inner)?))
+    let body = validate::body(&inner, context)?;
+    Ok((model, body))
 }
 
 /// The InvokeModel body inside `{"input":{"invokeModel":{"body":"<base64>"}}}`.

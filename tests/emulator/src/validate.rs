@@ -1,9 +1,21 @@
-//! The checks Bedrock makes before invoking Claude: the model identifier and the
-//! InvokeModel body (allowed keys, `anthropic_version`, beta flags, `cache_control`),
-//! each failing with Bedrock's 400 `ValidationException` wording.
+//! The checks Bedrock makes before invoking Claude: the model identifier, the
+//! `anthropic-beta` HTTP header and the InvokeModel body, each failing with Bedrock's
+//! 400 `ValidationException` wording (pydantic-style dotted paths).
+//!
+//! What Bedrock accepts is not copied from the proxy. It is learned from what
+//! Anthropic's own client sent the real Bedrock (the recorded Claude Code requests, see
+//! [`crate::captures`]) and widened only by facts with a named source: AWS's
+//! documentation and Claude Code 2.1.332's own code. So the emulator and the proxy can
+//! disagree, and a test then shows who is right.
 
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
+use crate::captures::{self, Capture};
 use crate::error::BedrockError;
 
 /// The only `anthropic_version` Bedrock accepts.
@@ -12,41 +24,204 @@ pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// Cross-region inference profile prefixes, e.g. `us.anthropic.claude-...`.
 pub const PROFILE_PREFIXES: &[&str] = &["global", "us", "eu", "apac", "jp", "au"];
 
-const ALLOWED_KEYS: &[&str] = &[
+/// The beta that lets custom tools `defer_loading` and results carry `tool_reference`
+/// blocks: Claude Code 2.1.332's Bedrock name for `advanced-tool-use-2025-11-20`.
+pub const TOOL_SEARCH_BETA: &str = "tool-search-tool-2025-10-19";
+
+/// AWS, Bedrock user guide, "Anthropic Claude Messages API" (inference parameters): the
+/// request body fields it documents.
+const AWS_BODY_KEYS: &[&str] = &[
     "anthropic_version",
-    "max_tokens",
-    "messages",
     "anthropic_beta",
+    "max_tokens",
     "system",
-    "stop_sequences",
+    "messages",
     "temperature",
     "top_p",
     "top_k",
+    "stop_sequences",
     "tools",
     "tool_choice",
-    "thinking",
-    "metadata",
-    "output_config",
-    "context_management",
 ];
 
-const ACCEPTED_BETAS: &[&str] = &[
-    "interleaved-thinking-2025-05-14",
-    "context-1m-2025-08-07",
-    "context-management-2025-06-27",
-    "effort-2025-11-24",
-    "tool-search-tool-2025-10-19",
-    "tool-examples-2025-10-29",
-    "fine-grained-tool-streaming-2025-05-14",
-    "token-efficient-tools-2025-02-19",
-    "output-128k-2025-02-19",
+/// AWS, same page: a message's `role` is `user` or `assistant`. (Claude Code's captures
+/// add `system`, for the mid-conversation system messages it sends.)
+const AWS_ROLES: &[&str] = &["user", "assistant"];
+
+/// AWS, Bedrock user guide, the beta flags it lists as supported for Claude
+/// (`anthropic_beta`).
+const AWS_BETAS: &[&str] = &[
     "computer-use-2024-10-22",
     "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
     "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "tool-examples-2025-10-29",
+    "tool-search-tool-2025-10-19",
+    "fine-grained-tool-streaming-2025-05-14",
 ];
 
-/// Keys Bedrock refuses on custom tools although the first-party API takes them.
-const CUSTOM_TOOL_REJECTED_KEYS: &[&str] = &["defer_loading", "eager_input_streaming"];
+/// AWS, Bedrock user guide, prompt caching: a `cache_control` object takes `type` and
+/// `ttl`.
+const AWS_CACHE_CONTROL_KEYS: &[&str] = &["type", "ttl"];
+
+/// Custom-tool keys with a source beyond the captures: `type` and `cache_control` (AWS
+/// "Anthropic Claude Messages API"), `input_examples` (AWS's `tool-examples-2025-10-29`
+/// beta), `strict` (structured outputs, whose `structured-outputs-2025-12-15` beta Claude
+/// Code 2.1.332 allows on Bedrock).
+const DOCUMENTED_CUSTOM_TOOL_KEYS: &[&str] = &["type", "cache_control", "input_examples", "strict"];
+
+/// Claude Code 2.1.332: the betas it puts in the Bedrock body's `anthropic_beta`.
+const CLAUDE_CODE_BODY_BETAS: &[&str] = &[
+    "interleaved-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "tool-search-tool-2025-10-19",
+    "thinking-token-count-2026-05-13",
+    "thinking-binding-controls-2026-08-01",
+    "thinking-display-updates-2026-08-18",
+    "dangerous-tool-use-2026-09-03",
+    "fallback-credit-2026-06-01",
+    "afk-mode-2026-01-31",
+];
+
+/// Claude Code 2.1.332: the betas it allows in the `anthropic-beta` HTTP header to
+/// Bedrock, besides its body list.
+const CLAUDE_CODE_HEADER_BETAS: &[&str] = &[
+    "claude-code-20250219",
+    "effort-2025-11-24",
+    "structured-outputs-2025-12-15",
+    "web-search-2025-03-05",
+];
+
+/// Claude Code 2.1.332: the models whose custom tools it gives `eager_input_streaming`
+/// on Bedrock (plus the `fable-5` family, see [`streams_tool_input_eagerly`]).
+const CLAUDE_CODE_EAGER_STREAMING_MODELS: &[&str] = &[
+    "sonnet-4-6",
+    "sonnet-5",
+    "sonnet-5-5",
+    "opus-4-7",
+    "opus-4-8",
+    "opus-5",
+    "opus-5-5",
+    "fable-5",
+];
+
+/// What Bedrock accepts: what the captures show, plus the documented facts above.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// The recorded requests the rules were learned from.
+    pub captures: Vec<Capture>,
+    top_level_keys: BTreeSet<String>,
+    message_keys: BTreeSet<String>,
+    /// In the order an error message lists them: documented first, then as seen.
+    roles: Vec<String>,
+    body_betas: BTreeSet<String>,
+    header_betas: BTreeSet<String>,
+    custom_tool_keys: BTreeSet<String>,
+    cache_control_keys: BTreeSet<String>,
+}
+
+static RULES: OnceLock<Result<Rules, String>> = OnceLock::new();
+
+/// The rules, learned from every capture under [`captures::CAPTURES_DIR`] on first use.
+/// An error (unreadable captures) is kept, so every request reports it.
+pub fn rules() -> Result<&'static Rules, String> {
+    RULES
+        .get_or_init(|| captures::load(Path::new(captures::CAPTURES_DIR)).map(Rules::learn))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn strings(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+impl Rules {
+    /// Learns from `captures`: every key, role, beta and `cache_control` key that
+    /// Claude Code sent Bedrock is accepted, on top of the documented ones.
+    pub fn learn(captures: Vec<Capture>) -> Self {
+        let mut rules = Self {
+            captures: Vec::new(),
+            top_level_keys: strings(AWS_BODY_KEYS),
+            message_keys: BTreeSet::new(),
+            roles: AWS_ROLES.iter().map(|role| (*role).to_owned()).collect(),
+            body_betas: strings(CLAUDE_CODE_BODY_BETAS)
+                .union(&strings(AWS_BETAS))
+                .cloned()
+                .collect(),
+            header_betas: strings(CLAUDE_CODE_HEADER_BETAS),
+            custom_tool_keys: strings(DOCUMENTED_CUSTOM_TOOL_KEYS),
+            cache_control_keys: strings(AWS_CACHE_CONTROL_KEYS),
+        };
+        for capture in &captures {
+            rules.learn_from(capture);
+        }
+        // A flag Bedrock takes in the body it also takes in the header.
+        let body_betas = rules.body_betas.clone();
+        rules.header_betas.extend(body_betas);
+        rules.captures = captures;
+        rules
+    }
+
+    fn learn_from(&mut self, capture: &Capture) {
+        let Some(body) = capture.body.as_object() else {
+            return;
+        };
+        self.top_level_keys.extend(body.keys().cloned());
+        let body_betas = body.get("anthropic_beta").and_then(Value::as_array);
+        self.body_betas.extend(
+            body_betas
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned),
+        );
+        if let Some(header) = &capture.beta_header {
+            self.header_betas.extend(beta_flags(header));
+        }
+        let messages = body.get("messages").and_then(Value::as_array);
+        for message in messages.into_iter().flatten().filter_map(Value::as_object) {
+            self.message_keys.extend(message.keys().cloned());
+            if let Some(role) = message.get("role").and_then(Value::as_str) {
+                if !self.roles.iter().any(|known| known == role) {
+                    self.roles.push(role.to_owned());
+                }
+            }
+        }
+        let tools = body.get("tools").and_then(Value::as_array);
+        for tool in tools.into_iter().flatten().filter_map(Value::as_object) {
+            if is_custom_tool(tool) {
+                self.custom_tool_keys.extend(tool.keys().cloned());
+            }
+        }
+        for (_, block) in cache_control_sites(body) {
+            if let Some(Value::Object(cache_control)) = block.get("cache_control") {
+                self.cache_control_keys.extend(cache_control.keys().cloned());
+            }
+        }
+    }
+}
+
+/// The flags of one `anthropic-beta` header value: comma separated, spaces trimmed.
+pub fn beta_flags(header: &str) -> Vec<String> {
+    header
+        .split(',')
+        .map(str::trim)
+        .filter(|flag| !flag.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a body is judged with besides itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The model the URL names; it decides whether custom tools may stream eagerly.
+    pub model: &'a ModelRef,
+    /// The flags of the `anthropic-beta` HTTP header (see [`beta_flags`]); empty if absent.
+    pub header_betas: &'a [String],
+}
 
 /// A model identifier Bedrock would resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,102 +295,97 @@ fn arn_model(id: &str, rest: &str) -> Result<ModelRef, BedrockError> {
     })
 }
 
+/// Claude Code's name for a model (`opus-5-5`, `sonnet-4-5`, `3-haiku`): the resolved
+/// id without `anthropic.claude-`, version suffix (`-v1:0`, `-v1`) or date. `None` for
+/// ids that do not name the model, such as application inference profiles.
+fn model_family(model: &str) -> Option<&str> {
+    let mut name = model.strip_prefix("anthropic.claude-")?;
+    let all_digits = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    if let Some((head, version)) = name.rsplit_once("-v") {
+        if version.split(':').all(all_digits) {
+            name = head;
+        }
+    }
+    if let Some((head, date)) = name.rsplit_once('-') {
+        if date.len() == 8 && all_digits(date) {
+            name = head;
+        }
+    }
+    Some(name)
+}
+
+/// Claude Code 2.1.332 adds `eager_input_streaming` to custom tools only for these
+/// models; Bedrock is taken to refuse it for the others.
+fn streams_tool_input_eagerly(model: &ModelRef) -> bool {
+    let Some(family) = model_family(&model.model) else {
+        return false;
+    };
+    // The fable-5 family counts every point release: fable-5-1, fable-5-2, ...
+    let fable_point_release = family
+        .strip_prefix("fable-5-")
+        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|byte| byte.is_ascii_digit()));
+    CLAUDE_CODE_EAGER_STREAMING_MODELS.contains(&family) || fable_point_release
+}
+
 /// Parses and validates an InvokeModel body, returning it as JSON.
-pub fn body(bytes: &[u8]) -> Result<Value, BedrockError> {
+pub fn body(bytes: &[u8], context: Context<'_>) -> Result<Value, BedrockError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|error| {
         BedrockError::validation(format!(
             "Malformed input request: {error}, please reformat your input and try again."
         ))
     })?;
-    invoke_body(&value)?;
+    invoke_body(&value, context)?;
     Ok(value)
 }
 
-/// Validates an already parsed InvokeModel body.
-pub fn invoke_body(value: &Value) -> Result<(), BedrockError> {
-    let Some(body) = value.as_object() else {
-        return Err(BedrockError::validation(
-            "Malformed input request: expected type: JSONObject, please reformat your input and try again.",
-        ));
-    };
-    if let Some(key) = body.keys().find(|key| !ALLOWED_KEYS.contains(&key.as_str())) {
-        return Err(extra_input(key));
-    }
-    match body.get("anthropic_version") {
-        None => return Err(BedrockError::validation("anthropic_version: Field required")),
-        Some(Value::String(version)) if version == ANTHROPIC_VERSION => {}
-        Some(_) => {
-            return Err(BedrockError::validation(format!(
-                "anthropic_version: Input should be '{ANTHROPIC_VERSION}'"
-            )))
-        }
-    }
-    match body.get("max_tokens") {
-        None => return Err(BedrockError::validation("max_tokens: Field required")),
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {}
-        Some(Value::Number(n)) if n.is_i64() => {
-            return Err(BedrockError::validation(
-                "max_tokens: Input should be greater than or equal to 1",
-            ))
-        }
-        Some(_) => return Err(BedrockError::validation("max_tokens: Input should be a valid integer")),
-    }
-    match body.get("messages") {
-        None => return Err(BedrockError::validation("messages: Field required")),
-        Some(Value::Array(messages)) if messages.is_empty() => {
-            return Err(BedrockError::validation(
-                "messages: List should have at least 1 item after validation, not 0",
-            ))
-        }
-        Some(Value::Array(_)) => {}
-        Some(_) => return Err(BedrockError::validation("messages: Input should be a valid list")),
-    }
-    if let Some(betas) = body.get("anthropic_beta") {
-        let all_accepted = betas.as_array().is_some_and(|betas| {
-            betas
-                .iter()
-                .all(|beta| beta.as_str().is_some_and(|beta| ACCEPTED_BETAS.contains(&beta)))
-        });
-        if !all_accepted {
-            return Err(BedrockError::validation("invalid beta flag"));
-        }
-    }
-    check_tools(body)?;
-    check_cache_controls(body)
+/// Validates an already parsed InvokeModel body with the [`rules`].
+pub fn invoke_body(value: &Value, context: Context<'_>) -> Result<(), BedrockError> {
+    // Unreadable captures are the emulator's fault, not the request's: a 500 that says so.
+    let rules = rules().map_err(|error| BedrockError {
+        name: "InternalServerException".to_owned(),
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("emulator: cannot learn Bedrock's rules: {error}"),
+    })?;
+    rules.check(value, context)
 }
 
 fn extra_input(path: &str) -> BedrockError {
     BedrockError::validation(format!("{path}: Extra inputs are not permitted"))
 }
 
-fn check_tools(body: &Map<String, Value>) -> Result<(), BedrockError> {
-    let Some(tools) = body.get("tools").and_then(Value::as_array) else {
-        return Ok(());
-    };
-    for (index, tool) in tools.iter().enumerate() {
-        let kind = tool.get("type").and_then(Value::as_str);
-        if !matches!(kind, None | Some("custom")) {
-            continue;
-        }
-        if let Some(key) = CUSTOM_TOOL_REJECTED_KEYS.iter().find(|key| tool.get(**key).is_some()) {
-            return Err(extra_input(&format!("tools.{index}.custom.{key}")));
-        }
-    }
-    Ok(())
+fn field_required(path: &str) -> BedrockError {
+    BedrockError::validation(format!("{path}: Field required"))
 }
 
-/// Walks only the places where content blocks live, so a tool's `input_schema` or a
-/// `tool_use` input that happens to have a `cache_control` property is left alone.
-fn check_cache_controls(body: &Map<String, Value>) -> Result<(), BedrockError> {
+fn invalid_beta() -> BedrockError {
+    BedrockError::validation("invalid beta flag")
+}
+
+/// Custom tools have no `type` or `type: "custom"`; typed ones are Anthropic's server
+/// and client tools (`bash_20250124`, `tool_search_tool_regex_20251119`, ...).
+fn is_custom_tool(tool: &Map<String, Value>) -> bool {
+    matches!(tool.get("type").and_then(Value::as_str), None | Some("custom"))
+}
+
+fn block_type(block: &Value) -> Option<&str> {
+    block.get("type").and_then(Value::as_str)
+}
+
+/// The blocks that may carry a `cache_control`, with their paths: system blocks, tools,
+/// message content blocks and the blocks nested in a `tool_result`. Only these, so a
+/// tool's `input_schema` or a `tool_use` input with a `cache_control` property is left alone.
+fn cache_control_sites(body: &Map<String, Value>) -> Vec<(String, &Value)> {
+    let mut sites = Vec::new();
     if let Some(Value::Array(blocks)) = body.get("system") {
-        for (index, block) in blocks.iter().enumerate() {
-            check_cache_control(block, &format!("system.{index}"))?;
-        }
+        sites.extend(
+            blocks
+                .iter()
+                .enumerate()
+                .map(|(i, block)| (format!("system.{i}"), block)),
+        );
     }
     if let Some(Value::Array(tools)) = body.get("tools") {
-        for (index, tool) in tools.iter().enumerate() {
-            check_cache_control(tool, &format!("tools.{index}"))?;
-        }
+        sites.extend(tools.iter().enumerate().map(|(i, tool)| (format!("tools.{i}"), tool)));
     }
     let messages = body.get("messages").and_then(Value::as_array);
     for (m, message) in messages.into_iter().flatten().enumerate() {
@@ -224,23 +394,191 @@ fn check_cache_controls(body: &Map<String, Value>) -> Result<(), BedrockError> {
         };
         for (b, block) in blocks.iter().enumerate() {
             let path = format!("messages.{m}.content.{b}");
-            check_cache_control(block, &path)?;
             if let Some(Value::Array(inner)) = block.get("content") {
-                for (i, inner_block) in inner.iter().enumerate() {
-                    check_cache_control(inner_block, &format!("{path}.content.{i}"))?;
+                sites.extend(
+                    inner
+                        .iter()
+                        .enumerate()
+                        .map(|(i, inner_block)| (format!("{path}.content.{i}"), inner_block)),
+                );
+            }
+            sites.push((path, block));
+        }
+    }
+    sites
+}
+
+impl Rules {
+    /// Checks one body in the order Bedrock reports problems: shape and required fields
+    /// first, then betas, messages, tools and `cache_control`.
+    pub fn check(&self, value: &Value, context: Context<'_>) -> Result<(), BedrockError> {
+        let Some(body) = value.as_object() else {
+            return Err(BedrockError::validation(
+                "Malformed input request: expected type: JSONObject, please reformat your input and try again.",
+            ));
+        };
+        if let Some(key) = body.keys().find(|key| !self.top_level_keys.contains(*key)) {
+            return Err(extra_input(key));
+        }
+        match body.get("anthropic_version") {
+            None => return Err(field_required("anthropic_version")),
+            Some(Value::String(version)) if version == ANTHROPIC_VERSION => {}
+            Some(_) => {
+                return Err(BedrockError::validation(format!(
+                    "anthropic_version: Input should be '{ANTHROPIC_VERSION}'"
+                )))
+            }
+        }
+        match body.get("max_tokens") {
+            None => return Err(field_required("max_tokens")),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {}
+            Some(Value::Number(n)) if n.is_i64() => {
+                return Err(BedrockError::validation(
+                    "max_tokens: Input should be greater than or equal to 1",
+                ))
+            }
+            Some(_) => return Err(BedrockError::validation("max_tokens: Input should be a valid integer")),
+        }
+        let messages = match body.get("messages") {
+            None => return Err(field_required("messages")),
+            Some(Value::Array(messages)) if messages.is_empty() => {
+                return Err(BedrockError::validation(
+                    "messages: List should have at least 1 item after validation, not 0",
+                ))
+            }
+            Some(Value::Array(messages)) => messages,
+            Some(_) => return Err(BedrockError::validation("messages: Input should be a valid list")),
+        };
+        let body_betas = self.body_betas(body)?;
+        if !context.header_betas.iter().all(|flag| self.header_betas.contains(flag)) {
+            return Err(invalid_beta());
+        }
+        let tool_search =
+            body_betas.contains(&TOOL_SEARCH_BETA) || context.header_betas.iter().any(|flag| flag == TOOL_SEARCH_BETA);
+        self.check_messages(messages, tool_search)?;
+        self.check_tools(body, tool_search, context.model)?;
+        self.check_cache_controls(body)
+    }
+
+    /// The body's `anthropic_beta`: an array of strings Bedrock knows, or the request fails.
+    fn body_betas<'v>(&self, body: &'v Map<String, Value>) -> Result<Vec<&'v str>, BedrockError> {
+        let Some(betas) = body.get("anthropic_beta") else {
+            return Ok(Vec::new());
+        };
+        let Some(betas) = betas.as_array() else {
+            return Err(invalid_beta());
+        };
+        betas
+            .iter()
+            .map(|beta| {
+                beta.as_str()
+                    .filter(|beta| self.body_betas.contains(*beta))
+                    .ok_or_else(invalid_beta)
+            })
+            .collect()
+    }
+
+    fn check_messages(&self, messages: &[Value], tool_search: bool) -> Result<(), BedrockError> {
+        for (m, message) in messages.iter().enumerate() {
+            let path = format!("messages.{m}");
+            let Some(message) = message.as_object() else {
+                return Err(BedrockError::validation(format!(
+                    "{path}: Input should be a valid dictionary"
+                )));
+            };
+            if let Some(key) = message.keys().find(|key| !self.message_keys.contains(*key)) {
+                return Err(extra_input(&format!("{path}.{key}")));
+            }
+            let role = match message.get("role") {
+                None => return Err(field_required(&format!("{path}.role"))),
+                Some(Value::String(role)) if self.roles.contains(role) => role.as_str(),
+                Some(_) => return Err(self.unknown_role(&path)),
+            };
+            let blocks = match message.get("content") {
+                None => return Err(field_required(&format!("{path}.content"))),
+                Some(Value::Array(blocks)) => blocks,
+                Some(_) => continue,
+            };
+            for (b, block) in blocks.iter().enumerate() {
+                let path = format!("{path}.content.{b}");
+                match block_type(block) {
+                    Some("thinking") if role == "assistant" => check_signature(block, &path)?,
+                    Some("tool_result") if !tool_search => check_no_tool_reference(block, &path)?,
+                    _ => {}
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Pydantic's wording for a literal: `Input should be 'a', 'b' or 'c'`.
+    fn unknown_role(&self, path: &str) -> BedrockError {
+        let quoted: Vec<String> = self.roles.iter().map(|role| format!("'{role}'")).collect();
+        let listed = match quoted.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => quoted.concat(),
+        };
+        BedrockError::validation(format!("{path}.role: Input should be {listed}"))
+    }
+
+    fn check_tools(&self, body: &Map<String, Value>, tool_search: bool, model: &ModelRef) -> Result<(), BedrockError> {
+        let Some(tools) = body.get("tools").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        let eager = streams_tool_input_eagerly(model);
+        for (index, tool) in tools.iter().enumerate() {
+            // Typed tools pass unchecked: their schemas are Anthropic's, not the captures'.
+            let Some(tool) = tool.as_object().filter(|tool| is_custom_tool(tool)) else {
+                continue;
+            };
+            let refused = tool.keys().find(|key| {
+                let allowed = match key.as_str() {
+                    "defer_loading" => tool_search,
+                    "eager_input_streaming" => eager,
+                    _ => true,
+                };
+                !allowed || !self.custom_tool_keys.contains(*key)
+            });
+            if let Some(key) = refused {
+                return Err(extra_input(&format!("tools.{index}.custom.{key}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_cache_controls(&self, body: &Map<String, Value>) -> Result<(), BedrockError> {
+        for (path, block) in cache_control_sites(body) {
+            let Some(Value::Object(cache_control)) = block.get("cache_control") else {
+                continue;
+            };
+            if let Some(key) = cache_control.keys().find(|key| !self.cache_control_keys.contains(*key)) {
+                return Err(extra_input(&format!("{path}.cache_control.{key}")));
+            }
+        }
+        Ok(())
+    }
 }
 
-fn check_cache_control(block: &Value, path: &str) -> Result<(), BedrockError> {
-    let Some(Value::Object(cache_control)) = block.get("cache_control") else {
+/// An assistant's `thinking` block goes back to Bedrock with the signature it came with.
+fn check_signature(block: &Value, path: &str) -> Result<(), BedrockError> {
+    match block.get("signature") {
+        Some(Value::String(_)) => Ok(()),
+        None => Err(field_required(&format!("{path}.thinking.signature"))),
+        Some(_) => Err(BedrockError::validation(format!(
+            "{path}.thinking.signature: Input should be a valid string"
+        ))),
+    }
+}
+
+/// Without the tool-search beta, a `tool_result` holds only the ordinary block types.
+fn check_no_tool_reference(block: &Value, path: &str) -> Result<(), BedrockError> {
+    let Some(Value::Array(inner)) = block.get("content") else {
         return Ok(());
     };
-    match cache_control.keys().find(|key| !matches!(key.as_str(), "type" | "ttl")) {
-        Some(key) => Err(extra_input(&format!("{path}.cache_control.{key}"))),
+    match inner.iter().position(|inner| block_type(inner) == Some("tool_reference")) {
+        Some(i) => Err(BedrockError::validation(format!(
+            "{path}.content.{i}: Input tag 'tool_reference' found using 'type' does not match any of the expected tags: 'text', 'image', 'search_result', 'document'"
+        ))),
         None => Ok(()),
     }
 }
@@ -249,6 +587,20 @@ fn check_cache_control(block: &Value, path: &str) -> Result<(), BedrockError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A model outside Claude Code's eager-streaming list.
+    const SONNET_4_5: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+    /// Claude Code 2.1.332 never sends these to Bedrock (first party or Mantle only).
+    const FIRST_PARTY_ONLY_BETAS: &[&str] = &[
+        "per-turn-control-2026-07-01",
+        "mid-conversation-tool-changes-2026-07-01",
+        "context-management-2025-06-27",
+        "prompt-caching-scope-2026-01-05",
+        "tool-provenance-2026-10-26",
+        "cache-diagnosis-2026-04-07",
+        "oauth-2025-04-20",
+    ];
 
     fn minimal() -> Value {
         json!({
@@ -264,18 +616,101 @@ mod tests {
         body
     }
 
+    fn check_as(body: &Value, model: &str, header: &[&str]) -> Result<(), BedrockError> {
+        let model = model_id(model).expect("a resolvable model id");
+        let header_betas: Vec<String> = header.iter().map(|flag| (*flag).to_owned()).collect();
+        invoke_body(
+            body,
+            Context {
+                model: &model,
+                header_betas: &header_betas,
+            },
+        )
+    }
+
+    fn check(body: &Value) -> Result<(), BedrockError> {
+        check_as(body, SONNET_4_5, &[])
+    }
+
+    fn message_as(body: &Value, model: &str, header: &[&str]) -> String {
+        check_as(body, model, header)
+            .expect_err("body should be rejected")
+            .message
+    }
+
     fn message_of(body: &Value) -> String {
-        invoke_body(body).expect_err("body should be rejected").message
+        message_as(body, SONNET_4_5, &[])
+    }
+
+    fn custom_tool(extra: Value) -> Value {
+        let mut tool = json!({ "name": "lookup", "description": "d", "input_schema": { "type": "object" } });
+        for (key, value) in extra.as_object().expect("object").clone() {
+            tool[key] = value;
+        }
+        json!([tool])
     }
 
     #[test]
-    fn a_minimal_body_is_accepted() {
-        assert_eq!(invoke_body(&minimal()), Ok(()));
+    fn every_captured_bedrock_request_is_accepted() {
+        let rules = rules().expect("captures load");
+        assert!(!rules.captures.is_empty());
+        for capture in &rules.captures {
+            let header: Vec<String> = capture.beta_header.as_deref().map(beta_flags).unwrap_or_default();
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            assert_eq!(
+                check_as(&capture.body, &capture.model_id, &header),
+                Ok(()),
+                "{}",
+                capture.file.display()
+            );
+        }
     }
 
     #[test]
-    fn first_party_only_keys_are_extra_inputs() {
+    fn keys_seen_only_in_captures_are_accepted() {
+        // AWS does not document these; Claude Code sent them to the real Bedrock.
+        let rules = rules().expect("captures load");
+        for key in ["thinking", "metadata", "output_config"] {
+            assert!(!AWS_BODY_KEYS.contains(&key));
+            assert!(rules.top_level_keys.contains(key), "{key}");
+        }
+        assert_eq!(check(&with("output_config", json!({ "effort": "medium" }))), Ok(()));
+    }
+
+    #[test]
+    fn a_new_capture_widens_the_rules() {
+        let body = json!({
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 1,
+            "new_field": 1,
+            "anthropic_beta": ["new-beta-2099-01-01"],
+            "messages": [{ "role": "user", "content": "x", "new_message_field": 1 }],
+            "tools": [{ "name": "t", "input_schema": {}, "new_tool_field": 1 }]
+        });
+        let capture = Capture {
+            file: "synthetic.json".into(),
+            model_id: SONNET_4_5.to_owned(),
+            beta_header: Some("new-header-beta-2099-01-01".to_owned()),
+            body: body.clone(),
+        };
+        let model = model_id(SONNET_4_5).expect("model");
+        let header = vec!["new-header-beta-2099-01-01".to_owned()];
+        let context = Context {
+            model: &model,
+            header_betas: &header,
+        };
+
+        assert_eq!(Rules::learn(vec![capture]).check(&body, context), Ok(()));
+        assert_eq!(
+            Rules::learn(Vec::new()).check(&body, context),
+            Err(extra_input("new_field"))
+        );
+    }
+
+    #[test]
+    fn top_level_keys_neither_captured_nor_documented_are_extra_inputs() {
         for key in [
+            "context_management",
             "model",
             "stream",
             "mcp_servers",
@@ -283,6 +718,7 @@ mod tests {
             "container",
             "speed",
             "output_format",
+            "diagnostics",
         ] {
             assert_eq!(
                 message_of(&with(key, json!(true))),
@@ -292,56 +728,310 @@ mod tests {
     }
 
     #[test]
-    fn anthropic_version_max_tokens_and_messages_are_required() {
+    fn documented_top_level_keys_are_accepted() {
         let mut body = minimal();
-        body.as_object_mut().map(|b| b.remove("anthropic_version"));
-        assert_eq!(message_of(&body), "anthropic_version: Field required");
-        assert!(message_of(&with("anthropic_version", json!("2023-06-01"))).starts_with("anthropic_version"));
-        assert!(message_of(&with("max_tokens", json!(0))).starts_with("max_tokens"));
-        assert!(message_of(&with("max_tokens", json!("9"))).starts_with("max_tokens"));
-        assert!(message_of(&with("messages", json!([]))).starts_with("messages"));
+        body["temperature"] = json!(0.5);
+        body["top_p"] = json!(0.9);
+        body["top_k"] = json!(5);
+        body["stop_sequences"] = json!(["END"]);
+        body["system"] = json!("terse");
+        body["tool_choice"] = json!({ "type": "auto" });
+        body["tools"] = custom_tool(json!({}));
+        assert_eq!(check(&body), Ok(()));
     }
 
     #[test]
-    fn unknown_beta_flags_fail_the_request() {
+    fn message_keys_other_than_role_and_content_are_extra_inputs() {
+        let messages = json!([
+            { "role": "user", "content": "hi" },
+            { "role": "assistant", "content": "ok", "output_config": { "effort": "low" } }
+        ]);
         assert_eq!(
-            invoke_body(&with("anthropic_beta", json!(["interleaved-thinking-2025-05-14"]))),
-            Ok(())
+            message_of(&with("messages", messages)),
+            "messages.1.output_config: Extra inputs are not permitted"
+        );
+    }
+
+    #[test]
+    fn user_assistant_and_system_roles_are_accepted() {
+        let messages = json!([
+            { "role": "user", "content": "hi" },
+            { "role": "assistant", "content": "ok" },
+            { "role": "system", "content": [{ "type": "text", "text": "note" }] },
+            { "role": "user", "content": "go on" }
+        ]);
+        assert_eq!(check(&with("messages", messages)), Ok(()));
+        assert_eq!(
+            message_of(&with("messages", json!([{ "role": "tool", "content": "x" }]))),
+            "messages.0.role: Input should be 'user', 'assistant' or 'system'"
         );
         assert_eq!(
-            message_of(&with("anthropic_beta", json!(["claude-code-20250219"]))),
-            "invalid beta flag"
+            message_of(&with("messages", json!([{ "content": "x" }]))),
+            "messages.0.role: Field required"
         );
+        assert_eq!(
+            message_of(&with("messages", json!([{ "role": "user" }]))),
+            "messages.0.content: Field required"
+        );
+    }
+
+    #[test]
+    fn body_betas_must_come_from_captures_claude_code_or_aws() {
+        let mut known: Vec<&str> = CLAUDE_CODE_BODY_BETAS.to_vec();
+        known.extend(AWS_BETAS);
+        assert_eq!(check(&with("anthropic_beta", json!(known))), Ok(()));
+        // Header-only flags are not body flags.
+        for refused in [
+            "claude-code-20250219",
+            "effort-2025-11-24",
+            "structured-outputs-2025-12-15",
+        ] {
+            assert_eq!(
+                message_of(&with("anthropic_beta", json!([refused]))),
+                "invalid beta flag",
+                "{refused}"
+            );
+        }
         assert_eq!(
             message_of(&with("anthropic_beta", json!("context-1m-2025-08-07"))),
             "invalid beta flag"
         );
+        assert_eq!(message_of(&with("anthropic_beta", json!([7]))), "invalid beta flag");
     }
 
     #[test]
-    fn custom_tools_may_not_defer_loading() {
-        let tools = json!([
-            { "type": "bash_20250124", "name": "bash", "defer_loading": true },
-            { "name": "get_weather", "input_schema": {}, "eager_input_streaming": true }
-        ]);
+    fn header_betas_may_add_claude_codes_header_flags() {
+        let header = [
+            "claude-code-20250219",
+            "effort-2025-11-24",
+            "structured-outputs-2025-12-15",
+            "web-search-2025-03-05",
+            "thinking-token-count-2026-05-13",
+            "context-1m-2025-08-07",
+        ];
+        assert_eq!(check_as(&minimal(), SONNET_4_5, &header), Ok(()));
         assert_eq!(
-            message_of(&with("tools", tools)),
-            "tools.1.custom.eager_input_streaming: Extra inputs are not permitted"
+            message_as(
+                &minimal(),
+                SONNET_4_5,
+                &["claude-code-20250219", "files-api-2025-04-14"]
+            ),
+            "invalid beta flag"
         );
+    }
+
+    #[test]
+    fn first_party_only_betas_are_refused_in_body_and_header() {
+        for beta in FIRST_PARTY_ONLY_BETAS {
+            assert_eq!(
+                message_of(&with("anthropic_beta", json!([beta]))),
+                "invalid beta flag",
+                "{beta}"
+            );
+            assert_eq!(
+                message_as(&minimal(), SONNET_4_5, &[beta]),
+                "invalid beta flag",
+                "{beta}"
+            );
+        }
+    }
+
+    #[test]
+    fn beta_headers_split_on_commas() {
+        assert_eq!(
+            beta_flags(" a-1 ,b-2,, c-3 "),
+            ["a-1".to_owned(), "b-2".to_owned(), "c-3".to_owned()]
+        );
+        assert!(beta_flags("").is_empty());
+    }
+
+    #[test]
+    fn unknown_custom_tool_keys_are_extra_inputs() {
+        assert_eq!(
+            message_of(&with("tools", custom_tool(json!({ "some_key": 1 })))),
+            "tools.0.custom.some_key: Extra inputs are not permitted"
+        );
+        let documented = json!({
+            "type": "custom",
+            "strict": true,
+            "input_examples": [{}],
+            "cache_control": { "type": "ephemeral" }
+        });
+        assert_eq!(check(&with("tools", custom_tool(documented))), Ok(()));
+    }
+
+    #[test]
+    fn defer_loading_needs_the_tool_search_beta() {
+        let tools = custom_tool(json!({ "defer_loading": true }));
+        assert_eq!(
+            message_of(&with("tools", tools.clone())),
+            "tools.0.custom.defer_loading: Extra inputs are not permitted"
+        );
+        let mut body = with("tools", tools);
+        assert_eq!(check_as(&body, SONNET_4_5, &[TOOL_SEARCH_BETA]), Ok(()));
+        body["anthropic_beta"] = json!([TOOL_SEARCH_BETA]);
+        assert_eq!(check(&body), Ok(()));
+    }
+
+    #[test]
+    fn eager_input_streaming_only_for_claude_codes_models() {
+        let body = with("tools", custom_tool(json!({ "eager_input_streaming": true })));
+        for model in [
+            "us.anthropic.claude-opus-5-5",
+            "global.anthropic.claude-sonnet-4-6",
+            "anthropic.claude-sonnet-5",
+            "eu.anthropic.claude-opus-4-7",
+            "us.anthropic.claude-opus-4-8",
+            "us.anthropic.claude-opus-5",
+            "us.anthropic.claude-sonnet-5-5",
+            "us.anthropic.claude-fable-5",
+            "us.anthropic.claude-fable-5-2",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-fable-5-1",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-opus-4-8",
+        ] {
+            assert_eq!(check_as(&body, model, &[]), Ok(()), "{model}");
+        }
+        for model in [
+            SONNET_4_5,
+            "us.anthropic.claude-opus-4-6-v1",
+            "us.anthropic.claude-haiku-5-5",
+            "anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "us.anthropic.claude-fable-4",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
+        ] {
+            assert_eq!(
+                message_as(&body, model, &[]),
+                "tools.0.custom.eager_input_streaming: Extra inputs are not permitted",
+                "{model}"
+            );
+        }
+    }
+
+    #[test]
+    fn model_families_drop_prefix_version_and_date() {
+        assert_eq!(model_family("anthropic.claude-opus-5-5"), Some("opus-5-5"));
+        assert_eq!(model_family("anthropic.claude-opus-4-6-v1"), Some("opus-4-6"));
+        assert_eq!(
+            model_family("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some("sonnet-4-5")
+        );
+        assert_eq!(model_family("anthropic.claude-3-haiku-20240307-v1:0"), Some("3-haiku"));
+        assert_eq!(model_family("abc123"), None);
+    }
+
+    #[test]
+    fn typed_server_tools_pass_unchecked() {
+        let tools = json!([
+            { "type": "tool_search_tool_regex_20251119", "name": "tool_search", "anything": 1 },
+            { "type": "bash_20250124", "name": "bash", "defer_loading": true, "eager_input_streaming": true }
+        ]);
+        assert_eq!(check(&with("tools", tools)), Ok(()));
+    }
+
+    #[test]
+    fn tool_reference_blocks_need_the_tool_search_beta() {
+        let messages = json!([
+            { "role": "user", "content": "find a tool" },
+            { "role": "assistant", "content": [{ "type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {} }] },
+            { "role": "user", "content": [{
+                "type": "tool_result", "tool_use_id": "t1",
+                "content": [{ "type": "tool_reference", "tool_name": "Write" }]
+            }] }
+        ]);
+        let body = with("messages", messages);
+        assert_eq!(
+            message_of(&body),
+            "messages.2.content.0.content.0: Input tag 'tool_reference' found using 'type' does not match any of the expected tags: 'text', 'image', 'search_result', 'document'"
+        );
+        assert_eq!(check_as(&body, SONNET_4_5, &[TOOL_SEARCH_BETA]), Ok(()));
+        let mut with_beta = body;
+        with_beta["anthropic_beta"] = json!([TOOL_SEARCH_BETA]);
+        assert_eq!(check(&with_beta), Ok(()));
+    }
+
+    #[test]
+    fn assistant_thinking_blocks_need_a_signature() {
+        let messages = |thinking: Value| {
+            json!([
+                { "role": "user", "content": "think" },
+                { "role": "assistant", "content": [thinking, { "type": "text", "text": "done" }] },
+                { "role": "user", "content": "more" }
+            ])
+        };
+        assert_eq!(
+            message_of(&with(
+                "messages",
+                messages(json!({ "type": "thinking", "thinking": "hmm" }))
+            )),
+            "messages.1.content.0.thinking.signature: Field required"
+        );
+        assert_eq!(
+            message_of(&with(
+                "messages",
+                messages(json!({ "type": "thinking", "thinking": "hmm", "signature": null }))
+            )),
+            "messages.1.content.0.thinking.signature: Input should be a valid string"
+        );
+        let signed = json!({ "type": "thinking", "thinking": "hmm", "signature": "c2ln" });
+        assert_eq!(check(&with("messages", messages(signed))), Ok(()));
     }
 
     #[test]
     fn cache_control_takes_only_type_and_ttl() {
         let ok = json!([{ "type": "text", "text": "s", "cache_control": { "type": "ephemeral", "ttl": "1h" } }]);
-        assert_eq!(invoke_body(&with("system", ok)), Ok(()));
+        assert_eq!(check(&with("system", ok)), Ok(()));
+        let scoped = json!({ "type": "ephemeral", "scope": "global" });
+        let in_content = json!([{ "role": "user", "content": [
+            { "type": "text", "text": "a" },
+            { "type": "text", "text": "b" },
+            { "type": "text", "text": "c", "cache_control": scoped }
+        ] }]);
+        assert_eq!(
+            message_of(&with("messages", in_content)),
+            "messages.0.content.2.cache_control.scope: Extra inputs are not permitted"
+        );
         let nested = json!([{ "role": "user", "content": [{
             "type": "tool_result", "tool_use_id": "t",
-            "content": [{ "type": "text", "text": "r", "cache_control": { "type": "ephemeral", "scope": "global" } }]
+            "content": [{ "type": "text", "text": "r", "cache_control": scoped }]
         }] }]);
         assert_eq!(
             message_of(&with("messages", nested)),
             "messages.0.content.0.content.0.cache_control.scope: Extra inputs are not permitted"
         );
+        let tools = custom_tool(json!({ "cache_control": scoped }));
+        assert_eq!(
+            message_of(&with("tools", tools)),
+            "tools.0.cache_control.scope: Extra inputs are not permitted"
+        );
+        // A property named cache_control inside a schema is data, not a cache marker.
+        let schema = custom_tool(json!({ "input_schema": { "cache_control": { "scope": 1 } } }));
+        assert_eq!(check(&with("tools", schema)), Ok(()));
+    }
+
+    #[test]
+    fn anthropic_version_max_tokens_and_messages_are_required() {
+        let mut body = minimal();
+        body.as_object_mut().map(|b| b.remove("anthropic_version"));
+        assert_eq!(message_of(&body), "anthropic_version: Field required");
+        assert_eq!(
+            message_of(&with("anthropic_version", json!("2023-06-01"))),
+            "anthropic_version: Input should be 'bedrock-2023-05-31'"
+        );
+        assert_eq!(
+            message_of(&with("max_tokens", json!(0))),
+            "max_tokens: Input should be greater than or equal to 1"
+        );
+        assert_eq!(
+            message_of(&with("max_tokens", json!("9"))),
+            "max_tokens: Input should be a valid integer"
+        );
+        assert_eq!(
+            message_of(&with("messages", json!([]))),
+            "messages: List should have at least 1 item after validation, not 0"
+        );
+        let mut body = minimal();
+        body.as_object_mut().map(|b| b.remove("messages"));
+        assert_eq!(message_of(&body), "messages: Field required");
     }
 
     #[test]

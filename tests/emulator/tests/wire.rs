@@ -173,6 +173,30 @@ async fn bedrock_rejects_what_the_first_party_api_takes() {
     .await;
 
     let mut request = body("hi");
+    request["context_management"] = json!({ "edits": [] });
+    expect_validation(
+        MODEL,
+        "invoke",
+        &request,
+        "context_management: Extra inputs are not permitted",
+    )
+    .await;
+
+    let mut request = body("hi");
+    request["messages"] = json!([
+        { "role": "user", "content": "hi" },
+        { "role": "assistant", "content": "ok" },
+        { "role": "user", "content": "more", "output_config": { "effort": "low" } }
+    ]);
+    expect_validation(
+        MODEL,
+        "invoke",
+        &request,
+        "messages.2.output_config: Extra inputs are not permitted",
+    )
+    .await;
+
+    let mut request = body("hi");
     request["anthropic_version"] = json!("2023-06-01");
     expect_validation(
         MODEL,
@@ -181,6 +205,82 @@ async fn bedrock_rejects_what_the_first_party_api_takes() {
         "anthropic_version: Input should be 'bedrock-2023-05-31'",
     )
     .await;
+}
+
+#[tokio::test]
+async fn captured_claude_code_requests_are_accepted_with_their_beta_header() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let captures = &bedrock_emulator::validate::rules().expect("captures load").captures;
+
+    for capture in captures {
+        let header = capture.beta_header.as_deref().unwrap_or_default();
+        let exchange = post_with_headers(
+            emulator.addr(),
+            &capture.model_id,
+            "invoke-with-response-stream",
+            &capture.body,
+            &[("anthropic-beta", header)],
+        )
+        .await;
+
+        assert_eq!(exchange.response.status(), 200, "{}", capture.file.display());
+        let events = FrameReader::new(exchange.response).all().await;
+        assert!(!events.is_empty());
+    }
+    let logged = emulator.requests();
+    assert_eq!(logged.len(), captures.len());
+    assert_eq!(
+        logged[0]["headers"]["anthropic-beta"].as_str(),
+        captures[0].beta_header.as_deref()
+    );
+}
+
+#[tokio::test]
+async fn the_beta_header_is_checked_like_the_body() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let request = body("hi");
+
+    let accepted = post_with_headers(
+        emulator.addr(),
+        MODEL,
+        "invoke",
+        &request,
+        &[("anthropic-beta", "claude-code-20250219, effort-2025-11-24")],
+    )
+    .await;
+    let refused = post_with_headers(
+        emulator.addr(),
+        MODEL,
+        "invoke",
+        &request,
+        &[("anthropic-beta", "claude-code-20250219,context-management-2025-06-27")],
+    )
+    .await;
+
+    assert_eq!(accepted.response.status(), 200);
+    assert_eq!(refused.response.status(), 400);
+    assert_eq!(
+        read_json(refused.response).await,
+        json!({ "message": "invalid beta flag" })
+    );
+}
+
+#[tokio::test]
+async fn the_tool_search_beta_in_the_header_allows_defer_loading() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let mut request = body("hi");
+    request["tools"] = json!([{ "name": "t", "input_schema": { "type": "object" }, "defer_loading": true }]);
+
+    let exchange = post_with_headers(
+        emulator.addr(),
+        MODEL,
+        "invoke",
+        &request,
+        &[("anthropic-beta", "tool-search-tool-2025-10-19")],
+    )
+    .await;
+
+    assert_eq!(exchange.response.status(), 200);
 }
 
 #[tokio::test]

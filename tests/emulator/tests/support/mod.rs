@@ -28,6 +28,18 @@ pub struct Exchange {
 
 /// Sends one request on a fresh connection.
 pub async fn send(addr: SocketAddr, method: &str, path: &str, body: Bytes, signed: bool) -> Exchange {
+    send_with_headers(addr, method, path, body, signed, &[]).await
+}
+
+/// Sends one request with extra headers (e.g. `anthropic-beta`) on a fresh connection.
+pub async fn send_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Bytes,
+    signed: bool,
+    headers: &[(&str, &str)],
+) -> Exchange {
     let stream = TcpStream::connect(addr).await.expect("connect to the emulator");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -44,6 +56,9 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, body: Bytes, signe
     if signed {
         request = request.header("authorization", FAKE_SIGNATURE);
     }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let request = request.body(Full::new(body)).expect("valid request");
     let response = sender.send_request(request).await.expect("response head");
     Exchange { response, connection }
@@ -53,6 +68,18 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, body: Bytes, signe
 pub async fn post(addr: SocketAddr, model: &str, operation: &str, body: &Value) -> Exchange {
     let path = format!("/model/{}/{operation}", encode_label(model));
     send(addr, "POST", &path, Bytes::from(body.to_string()), true).await
+}
+
+/// A signed POST with extra headers, as [`post`].
+pub async fn post_with_headers(
+    addr: SocketAddr,
+    model: &str,
+    operation: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Exchange {
+    let path = format!("/model/{}/{operation}", encode_label(model));
+    send_with_headers(addr, "POST", &path, Bytes::from(body.to_string()), true, headers).await
 }
 
 /// Percent-encodes a URI label the way the SDK does (`:` and `/` included).
