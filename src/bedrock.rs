@@ -59,8 +59,8 @@ impl Bedrock {
         Self { client, policy }
     }
 
-    /// InvokeModel: the whole answer at once.
-    pub async fn invoke(&self, model_id: &str, body: &[u8]) -> Result<Bytes, ProxyError> {
+    /// InvokeModel: the whole answer at once. `betas` is the `anthropic-beta` header.
+    pub async fn invoke(&self, model_id: &str, body: &[u8], betas: Option<String>) -> Result<Bytes, ProxyError> {
         self.with_retries(|| async {
             let call = self
                 .client
@@ -69,6 +69,8 @@ impl Bedrock {
                 .content_type("application/json")
                 .accept("application/json")
                 .body(Blob::new(body))
+                .customize()
+                .mutate_request(beta_header(betas.clone()))
                 .send();
             let output = self.timed(call).await?.map_err(map_sdk_error)?;
             Ok(Bytes::from(output.body.into_inner()))
@@ -83,6 +85,7 @@ impl Bedrock {
         &self,
         model_id: &str,
         body: &[u8],
+        betas: Option<String>,
         first_event_wait: Duration,
     ) -> Result<StartedStream, ProxyError> {
         self.with_retries(|| async {
@@ -93,6 +96,8 @@ impl Bedrock {
                 .content_type("application/json")
                 .accept("application/json")
                 .body(Blob::new(body))
+                .customize()
+                .mutate_request(beta_header(betas.clone()))
                 .send();
             let output = self.timed(call).await?.map_err(map_sdk_error)?;
             let mut rest = events(output.body);
@@ -172,6 +177,20 @@ impl Bedrock {
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+/// Adds the `anthropic-beta` header before the request is signed, as Claude Code's own Bedrock
+/// client does (some flags, such as effort's, travel only there).
+fn beta_header(
+    betas: Option<String>,
+) -> impl Fn(&mut aws_sdk_bedrockruntime::config::http::HttpRequest) + Send + Sync + 'static {
+    move |request| {
+        if let Some(value) = &betas {
+            // Flags come from the rules table, so the value is always a valid header; one
+            // that was not would only lose the header, never the request.
+            let _ = request.headers_mut().try_insert("anthropic-beta", value.clone());
         }
     }
 }

@@ -8,10 +8,12 @@ pub mod auth;
 pub mod bedrock;
 pub mod config;
 pub mod error;
+pub mod heal;
 pub mod models;
 pub mod request_log;
 pub mod rotation;
 pub mod routes;
+pub mod rules;
 pub mod sse;
 pub mod telemetry;
 pub mod translate;
@@ -26,6 +28,7 @@ use aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig;
 use crate::auth::{NamedToken, RefreshPolicy, TokenSet, TokenStore};
 use crate::bedrock::{Bedrock, RetryPolicy};
 use crate::config::{Config, TokenSourceConfig};
+use crate::heal::Healer;
 use crate::models::ModelResolver;
 use crate::translate::BetaFilter;
 
@@ -41,8 +44,10 @@ pub struct AppState {
     pub tokens: TokenStore,
     /// Model-name mapping.
     pub models: ModelResolver,
-    /// Which `anthropic-beta` flags reach Bedrock.
+    /// Which `anthropic-beta` flags reach Bedrock, and where.
     pub betas: BetaFilter,
+    /// What Bedrock's refusals have taught, per model.
+    pub healer: Healer,
 }
 
 impl AppState {
@@ -114,6 +119,7 @@ impl AppState {
         Ok(Arc::new(Self {
             models: ModelResolver::new(config.inference_profile, config.model_map.clone()),
             betas: BetaFilter::new(config.extra_beta_flags.clone()),
+            healer: Healer::default(),
             bedrock,
             tokens,
             config,

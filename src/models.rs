@@ -95,8 +95,96 @@ pub struct ModelInfo {
     pub created_at: &'static str,
 }
 
+/// The profiles Claude Code 2.1.332 itself uses for its newer models: `us.`, `eu.` or `apac.`
+/// by region, otherwise `global.` (so `jp` and `au` deployments fall back to `apac`).
+const CLAUDE_CODE_PROFILES: &[InferenceProfile] = &[Global, Us, Eu, Apac];
+
+/// Fable 5.1 and 5.2: "regional endpoints are currently available in us-east-1 only"
+/// (Anthropic, Claude in Amazon Bedrock); everywhere else through the global profile.
+const FABLE_US: &[InferenceProfile] = &[Global, Us];
+
 /// Every Claude model on Bedrock, newest first (the order `/v1/models` lists them in).
 pub static MODELS: &[ModelInfo] = &[
+    ModelInfo {
+        id: "claude-fable-5-2",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-fable-5-2",
+        profiles: FABLE_US,
+        display_name: "Claude Fable 5.2",
+        created_at: "2026-11-09T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-haiku-5-5",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-haiku-5-5",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Haiku 5.5",
+        created_at: "2026-10-07T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-sonnet-5-5",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-sonnet-5-5",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Sonnet 5.5",
+        created_at: "2026-09-28T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-opus-5-5",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-opus-5-5",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Opus 5.5",
+        created_at: "2026-09-22T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-fable-5-1",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-fable-5-1",
+        profiles: FABLE_US,
+        display_name: "Claude Fable 5.1",
+        created_at: "2026-09-01T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-opus-5",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-opus-5",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Opus 5",
+        created_at: "2026-07-24T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-sonnet-5",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-sonnet-5",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Sonnet 5",
+        created_at: "2026-06-30T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-fable-5",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-fable-5",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Fable 5",
+        created_at: "2026-06-09T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-opus-4-8",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-opus-4-8",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Opus 4.8",
+        created_at: "2026-05-28T00:00:00Z",
+    },
+    ModelInfo {
+        id: "claude-opus-4-7",
+        aliases: &[],
+        bedrock_id: "anthropic.claude-opus-4-7",
+        profiles: CLAUDE_CODE_PROFILES,
+        display_name: "Claude Opus 4.7",
+        created_at: "2026-04-16T00:00:00Z",
+    },
     ModelInfo {
         id: "claude-sonnet-4-6",
         aliases: &[],
@@ -210,6 +298,19 @@ pub static MODELS: &[ModelInfo] = &[
         created_at: "2024-02-29T00:00:00Z",
     },
 ];
+
+/// The beta flag that asks Bedrock for the 1M-token context window.
+pub const CONTEXT_1M_BETA: &str = "context-1m-2025-08-07";
+
+/// Splits Claude Code's `[1m]` suffix (`claude-opus-4-6[1m]`) off a model name: the name to
+/// map, and whether the caller asked for the 1M-token context window.
+pub fn split_context_suffix(name: &str) -> (&str, bool) {
+    let name = name.trim();
+    match name.len().checked_sub(4).and_then(|at| name.get(at..).map(|s| (at, s))) {
+        Some((at, suffix)) if suffix.eq_ignore_ascii_case("[1m]") => (name[..at].trim_end(), true),
+        _ => (name, false),
+    }
+}
 
 /// Looks a name up in the built-in table, by canonical ID or alias.
 pub fn find(name: &str) -> Option<&'static ModelInfo> {
@@ -402,6 +503,7 @@ pub fn catalog(map: &ModelMap) -> Vec<ModelEntry> {
 /// One model by ID or alias. Names newer than the table that still resolve get an entry too,
 /// so a client that checks a model before using it is not refused one that would work.
 pub fn catalog_entry(id: &str, resolver: &ModelResolver) -> Option<ModelEntry> {
+    let (id, _) = split_context_suffix(id);
     if let Some(m) = find(id) {
         return Some(ModelEntry::from_info(m));
     }
@@ -454,6 +556,32 @@ mod tests {
             r.resolve("claude-3-5-haiku-20241022").unwrap(),
             "us.anthropic.claude-3-5-haiku-20241022-v1:0"
         );
+    }
+
+    #[test]
+    fn claude_codes_current_names_map_to_the_ids_it_uses_on_bedrock() {
+        let r = us();
+        for (name, id) in [
+            ("claude-opus-5-5", "us.anthropic.claude-opus-5-5"),
+            ("claude-sonnet-5-5", "us.anthropic.claude-sonnet-5-5"),
+            ("claude-haiku-5-5", "us.anthropic.claude-haiku-5-5"),
+            ("claude-opus-4-8", "us.anthropic.claude-opus-4-8"),
+            ("claude-fable-5-1", "us.anthropic.claude-fable-5-1"),
+        ] {
+            assert_eq!(r.resolve(name).unwrap(), id);
+        }
+        // Claude Code uses apac. in Japan for these models.
+        let jp = ModelResolver::new(InferenceProfile::Jp, ModelMap::default());
+        assert_eq!(jp.resolve("claude-opus-5-5").unwrap(), "apac.anthropic.claude-opus-5-5");
+    }
+
+    #[test]
+    fn the_1m_suffix_is_split_off() {
+        assert_eq!(split_context_suffix("claude-opus-4-6[1m]"), ("claude-opus-4-6", true));
+        assert_eq!(split_context_suffix(" claude-opus-5-5[1M] "), ("claude-opus-5-5", true));
+        assert_eq!(split_context_suffix("claude-opus-5-5"), ("claude-opus-5-5", false));
+        assert_eq!(split_context_suffix("[1m]"), ("", true));
+        assert_eq!(split_context_suffix("é[1m"), ("é[1m", false));
     }
 
     #[test]
@@ -549,7 +677,7 @@ mod tests {
         let map = ModelMap::parse(r#"{"my-model":"claude-haiku-4-5","claude-sonnet-4-5":"x"}"#).unwrap();
         let list = catalog(&map);
         assert_eq!(list.len(), MODELS.len() + 1);
-        assert_eq!(list[0].id, "claude-sonnet-4-6");
+        assert_eq!(list[0].id, "claude-fable-5-2");
         let last = list.last().unwrap();
         assert_eq!(
             (last.id.as_str(), last.created_at.as_str()),

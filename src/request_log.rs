@@ -56,6 +56,7 @@ struct Record {
     stream: bool,
     usage: Option<Usage>,
     outcome: Option<&'static str>,
+    healed: Option<String>,
 }
 
 struct Inner {
@@ -77,6 +78,7 @@ impl Drop for Inner {
             bedrock_model = r.bedrock_model.as_deref().unwrap_or("-"),
             stream = r.stream,
             outcome = r.outcome.unwrap_or("ok"),
+            healed = r.healed.as_deref().unwrap_or("-"),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             input_tokens = usage.input,
             output_tokens = usage.output,
@@ -132,6 +134,12 @@ impl RequestLog {
     /// Records token counts.
     pub fn usage(&self, usage: Usage) {
         self.update(|r| r.usage = Some(usage));
+    }
+
+    /// Records that Bedrock refused the first attempt and which field or flag was taken out
+    /// for the retry (a name, never a value).
+    pub fn healed(&self, what: &str) {
+        self.update(|r| r.healed = Some(what.to_string()));
     }
 
     /// Records how a request ended when not normally: `rejected` (4xx), `error` (5xx),

@@ -18,9 +18,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::ProxyError;
+use crate::heal::send_healing;
 use crate::request_log::{RequestLog, Usage};
 use crate::sse::sse_stream;
-use crate::translate::{parse_request, to_bedrock_body, Endpoint};
+use crate::translate::{parse_request, to_invoke, Endpoint, MessagesRequest, UpstreamRequest};
 use crate::AppState;
 
 /// The response header carrying our request id, as Anthropic's API does.
@@ -213,6 +214,27 @@ fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all("anthropic-beta").iter().filter_map(|v| v.to_str().ok())
 }
 
+/// Resolves the model and applies the rules table: the request as Bedrock should get it.
+fn upstream_request(
+    state: &AppState,
+    request: &MessagesRequest,
+    headers: &HeaderMap,
+    log: &RequestLog,
+) -> Result<UpstreamRequest, ProxyError> {
+    // Claude Code's `[1m]` names ask for the 1M-token context window, which Bedrock takes as
+    // a beta flag on the plain model.
+    let (name, context_1m) = crate::models::split_context_suffix(&request.model);
+    let model_id = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
+    log.model(&request.model, &model_id, request.stream);
+    let extra = context_1m.then_some(crate::models::CONTEXT_1M_BETA);
+    Ok(to_invoke(
+        request,
+        &model_id,
+        beta_headers(headers).chain(extra),
+        &state.betas,
+    ))
+}
+
 /// `POST /v1/messages` (any query string; Claude Code sends `?beta=true`).
 async fn messages(
     State(state): State<Arc<AppState>>,
@@ -222,15 +244,18 @@ async fn messages(
 ) -> Result<Response, ProxyError> {
     let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
     let request = parse_request(&bytes, Endpoint::Messages)?;
-    let model_id = state.models.resolve(&request.model).map_err(|e| unknown_model(&e.0))?;
-    log.model(&request.model, &model_id, request.stream);
-    let betas = state.betas.filter(beta_headers(&headers));
-    let bedrock_body = to_bedrock_body(&request, betas, &state.betas);
     drop(bytes);
+    let mut upstream = upstream_request(&state, &request, &headers, &log)?;
+    let model_id = upstream.model_id.clone();
+    let bedrock = &state.bedrock;
 
     if request.stream {
         let ping = state.config.ping_interval;
-        let started = state.bedrock.invoke_stream(&model_id, &bedrock_body, ping).await?;
+        let started = send_healing(&state.healer, &mut upstream, &log, |body, betas| {
+            let model_id = &model_id;
+            async move { bedrock.invoke_stream(model_id, &body, betas, ping).await }
+        })
+        .await?;
         let stream = sse_stream(started, ping, state.config.upstream_timeout, log);
         let response = Response::builder()
             .status(StatusCode::OK)
@@ -241,7 +266,11 @@ async fn messages(
         return Ok(response);
     }
 
-    let answer = state.bedrock.invoke(&model_id, &bedrock_body).await?;
+    let answer = send_healing(&state.healer, &mut upstream, &log, |body, betas| {
+        let model_id = &model_id;
+        async move { bedrock.invoke(model_id, &body, betas).await }
+    })
+    .await?;
     let (answer, usage) = crate::translate::from_bedrock_response(answer)?;
     if let Some(usage) = usage {
         log.usage(usage);
@@ -258,14 +287,27 @@ async fn count_tokens(
 ) -> Result<Response, ProxyError> {
     let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
     let mut request = parse_request(&bytes, Endpoint::CountTokens)?;
-    let model_id = state.models.resolve(&request.model).map_err(|e| unknown_model(&e.0))?;
-    log.model(&request.model, &model_id, false);
+    drop(bytes);
     // CountTokens takes a complete InvokeModel body, which needs max_tokens; the value does
-    // not change the count.
-    request.body.entry("max_tokens").or_insert(json!(1));
-    let betas = state.betas.filter(beta_headers(&headers));
-    let bedrock_body = to_bedrock_body(&request, betas, &state.betas);
-    let input_tokens = state.bedrock.count_tokens(&model_id, &bedrock_body).await?;
+    // not change the count, but it must exceed any thinking budget or Bedrock refuses it.
+    let budget = request
+        .body
+        .get("thinking")
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64);
+    request
+        .body
+        .entry("max_tokens")
+        .or_insert(json!(budget.map_or(1, |b| b + 1)));
+    let mut upstream = upstream_request(&state, &request, &headers, &log)?;
+    let model_id = upstream.model_id.clone();
+    let bedrock = &state.bedrock;
+    // CountTokens reads only the body; flags for the header have no effect there.
+    let input_tokens = send_healing(&state.healer, &mut upstream, &log, |body, _betas| {
+        let model_id = &model_id;
+        async move { bedrock.count_tokens(model_id, &body).await }
+    })
+    .await?;
     log.usage(Usage {
         input: input_tokens,
         ..Usage::default()

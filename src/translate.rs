@@ -1,59 +1,15 @@
-//! Anthropic body ↔ Bedrock body: validation of what the caller sent, the field allowlist, the
-//! beta-flag table, `cache_control`/tool clean-up, and Bedrock's additions removed from answers.
+//! Anthropic body → upstream request: validation of what the caller sent, then the rules table
+//! (`rules`) applied at every level: top-level fields, messages, tools, `cache_control`,
+//! `metadata`, and where each beta flag goes. Also Bedrock's additions removed from answers.
 //!
 //! Bedrock's Anthropic schema rejects unknown keys ("Extra inputs are not permitted") and
-//! unknown beta flags ("invalid beta flag"), so everything here is an allowlist: what is not
-//! known to be accepted is dropped (and logged at debug level, names only, never values).
+//! unknown beta flags ("invalid beta flag"), so on InvokeModel everything the table does not
+//! know is dropped (logged at debug level, names only, never values).
 
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
-
-/// The `anthropic_version` Bedrock requires in every body.
-pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
-
-/// Top-level fields Bedrock's Anthropic schema accepts. Everything else (`model`, `stream`,
-/// `mcp_servers`, `service_tier`, `container`, `speed`, `output_format`, unknown fields) is dropped.
-pub const BEDROCK_FIELDS: &[&str] = &[
-    "anthropic_version",
-    "anthropic_beta",
-    "max_tokens",
-    "messages",
-    "system",
-    "stop_sequences",
-    "temperature",
-    "top_p",
-    "top_k",
-    "tools",
-    "tool_choice",
-    "thinking",
-    "metadata",
-    "output_config",
-    "context_management",
-];
-
-/// `anthropic-beta` flags Bedrock accepts. Others fail the whole request on Bedrock, so they
-/// are dropped; `EXTRA_BETA_FLAGS` extends this table without a release.
-pub const BEDROCK_BETA_FLAGS: &[&str] = &[
-    "interleaved-thinking-2025-05-14",
-    "context-1m-2025-08-07",
-    "context-management-2025-06-27",
-    "effort-2025-11-24",
-    "tool-search-tool-2025-10-19",
-    "tool-examples-2025-10-29",
-    "fine-grained-tool-streaming-2025-05-14",
-    "token-efficient-tools-2025-02-19",
-    "output-128k-2025-02-19",
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "dev-full-thinking-2025-05-14",
-];
-
-/// Keys of a custom tool that Bedrock rejects.
-const REJECTED_CUSTOM_TOOL_KEYS: &[&str] = &["defer_loading", "eager_input_streaming"];
-
-/// Keys of `cache_control` that Bedrock accepts.
-const CACHE_CONTROL_KEYS: &[&str] = &["type", "ttl"];
+use crate::rules::{self, BetaPlace, Level, Upstream};
 
 /// A validated `/v1/messages` (or `count_tokens`) request.
 #[derive(Debug)]
@@ -113,79 +69,218 @@ pub fn parse_request(bytes: &[u8], endpoint: Endpoint) -> Result<MessagesRequest
     Ok(MessagesRequest { model, stream, body })
 }
 
-/// Decides which `anthropic-beta` flags reach Bedrock.
+/// The `anthropic_version` Bedrock requires in every InvokeModel body.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// What goes upstream: the model to call, the body, and the flags for the `anthropic-beta`
+/// HTTP header (signed with the request; Claude Code sends some flags only there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamRequest {
+    /// The upstream model ID (in the URL on InvokeModel).
+    pub model_id: String,
+    /// The body, already in the upstream's shape.
+    pub body: Map<String, Value>,
+    /// Flags for the `anthropic-beta` header, in the caller's order.
+    pub header_betas: Vec<String>,
+}
+
+impl UpstreamRequest {
+    /// The body as JSON bytes.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        // Serialising a map of JSON values cannot fail.
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+
+    /// The `anthropic-beta` header value, if any flag goes there.
+    pub fn beta_header(&self) -> Option<String> {
+        (!self.header_betas.is_empty()).then(|| self.header_betas.join(","))
+    }
+
+    /// The body's `anthropic_beta` flags.
+    pub fn body_betas(&self) -> Vec<&str> {
+        let flags = self.body.get("anthropic_beta").and_then(Value::as_array);
+        flags.into_iter().flatten().filter_map(Value::as_str).collect()
+    }
+}
+
+/// Places `anthropic-beta` flags by the rules table, plus the operator's `EXTRA_BETA_FLAGS`.
 #[derive(Debug, Clone, Default)]
 pub struct BetaFilter {
     extra: Vec<String>,
 }
 
+/// Where a request's beta flags go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlacedBetas {
+    /// Into the body's `anthropic_beta`: the moved flags first, then the copied ones, each in
+    /// the caller's order (the order Claude Code itself uses).
+    pub body: Vec<String>,
+    /// Into the `anthropic-beta` HTTP header, in the caller's order.
+    pub header: Vec<String>,
+}
+
 impl BetaFilter {
-    /// A filter with the built-in table plus `extra` flags.
+    /// A filter with the rules table plus `extra` flags (sent in the body on InvokeModel).
     pub fn new(extra: Vec<String>) -> Self {
         Self { extra }
     }
 
-    fn accepts(&self, flag: &str) -> bool {
-        BEDROCK_BETA_FLAGS.contains(&flag) || self.extra.iter().any(|f| f == flag)
-    }
-
-    /// The supported flags from `anthropic-beta` header values (comma separated, possibly
-    /// repeated), in the order given, without duplicates.
-    pub fn filter<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let mut kept: Vec<String> = Vec::new();
-        for flag in values.into_iter().flat_map(|v| v.split(',')).map(str::trim) {
-            if flag.is_empty() || kept.iter().any(|k| k == flag) {
-                continue;
-            }
-            if self.accepts(flag) {
-                kept.push(flag.to_string());
-            } else {
-                tracing::debug!(flag, "dropping anthropic-beta flag bedrock does not accept");
+    /// Where each flag goes, after renames; unknown flags are dropped.
+    fn place(&self, flag: &str, upstream: Upstream) -> Option<(String, BetaPlace)> {
+        let mut flag = flag;
+        // A rename lands on a flag the table places; two steps bound a bad table.
+        for _ in 0..2 {
+            let place = match rules::beta_rule(flag) {
+                Some(rule) => match upstream {
+                    Upstream::Invoke => rule.invoke,
+                    Upstream::Mantle => rule.mantle,
+                },
+                None if self.extra.iter().any(|f| f == flag) => match upstream {
+                    Upstream::Invoke => BetaPlace::Body,
+                    Upstream::Mantle => BetaPlace::Header,
+                },
+                None => BetaPlace::Drop,
+            };
+            match place {
+                BetaPlace::Rename(to) => flag = to,
+                BetaPlace::Drop => {
+                    tracing::debug!(flag, "dropping anthropic-beta flag the upstream does not take");
+                    return None;
+                }
+                place => return Some((flag.to_string(), place)),
             }
         }
-        kept
+        None
+    }
+
+    /// Places flags from `anthropic-beta` header values (comma separated, possibly repeated)
+    /// and any given in the body, without duplicates.
+    pub fn place_all<'a>(&self, values: impl IntoIterator<Item = &'a str>, upstream: Upstream) -> PlacedBetas {
+        let mut moved = Vec::new();
+        let mut copied = Vec::new();
+        let mut header = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for flag in values.into_iter().flat_map(|v| v.split(',')).map(str::trim) {
+            if flag.is_empty() {
+                continue;
+            }
+            let Some((flag, place)) = self.place(flag, upstream) else {
+                continue;
+            };
+            if seen.contains(&flag) {
+                continue;
+            }
+            seen.push(flag.clone());
+            match place {
+                BetaPlace::Body => moved.push(flag),
+                BetaPlace::Both => {
+                    copied.push(flag.clone());
+                    header.push(flag);
+                }
+                _ => header.push(flag),
+            }
+        }
+        moved.extend(copied);
+        PlacedBetas { body: moved, header }
     }
 }
 
-/// Turns a validated request into the InvokeModel body Bedrock accepts.
-pub fn to_bedrock_body(request: &MessagesRequest, header_betas: Vec<String>, filter: &BetaFilter) -> Vec<u8> {
-    let mut out = Map::with_capacity(request.body.len() + 1);
-    let mut betas = header_betas;
-    for (key, value) in &request.body {
-        match key.as_str() {
-            // Flags in the body get the same filtering as the header's.
-            "anthropic_beta" => {
-                let listed = value.as_array().into_iter().flatten().filter_map(Value::as_str);
-                for flag in filter.filter(listed) {
-                    if !betas.contains(&flag) {
-                        betas.push(flag);
-                    }
-                }
-            }
-            "anthropic_version" => {}
-            k if BEDROCK_FIELDS.contains(&k) => {
-                out.insert(key.clone(), value.clone());
-            }
-            _ => tracing::debug!(field = %key, "dropping field bedrock does not accept"),
-        }
-    }
+/// Turns a validated request into the InvokeModel request Bedrock accepts. `header_betas` are
+/// the caller's `anthropic-beta` header values.
+pub fn to_invoke<'a>(
+    request: &'a MessagesRequest,
+    model_id: &str,
+    header_betas: impl IntoIterator<Item = &'a str>,
+    filter: &BetaFilter,
+) -> UpstreamRequest {
+    let upstream = Upstream::Invoke;
+    let body_flags = request.body.get("anthropic_beta").and_then(Value::as_array);
+    let flags = header_betas
+        .into_iter()
+        .chain(body_flags.into_iter().flatten().filter_map(Value::as_str));
+    let betas = filter.place_all(flags, upstream);
+
+    let mut out = Map::with_capacity(request.body.len() + 2);
     out.insert(
         "anthropic_version".into(),
         Value::String(BEDROCK_ANTHROPIC_VERSION.into()),
     );
-    if !betas.is_empty() {
-        out.insert("anthropic_beta".into(), Value::from(betas));
+    if !betas.body.is_empty() {
+        out.insert("anthropic_beta".into(), Value::from(betas.body));
     }
-    if let Some(Value::Array(tools)) = out.get_mut("tools") {
-        tools.iter_mut().for_each(clean_tool);
-    }
-    for key in ["system", "messages"] {
-        if let Some(v) = out.get_mut(key) {
-            clean_cache_control(v);
+    for (key, value) in &request.body {
+        if matches!(key.as_str(), "anthropic_beta" | "anthropic_version") {
+            continue;
+        }
+        if rules::keeps(Level::Top, key, upstream, model_id) {
+            out.insert(key.clone(), value.clone());
+        } else {
+            tracing::debug!(field = %key, "dropping field the upstream does not take");
         }
     }
-    // Serialising a Map of Values cannot fail.
-    serde_json::to_vec(&Value::Object(out)).unwrap_or_default()
+    clean_body(&mut out, upstream, model_id);
+    UpstreamRequest {
+        model_id: model_id.to_string(),
+        body: out,
+        header_betas: betas.header,
+    }
+}
+
+/// Applies the table below the top level: messages, tools, `cache_control` and `metadata`.
+fn clean_body(body: &mut Map<String, Value>, upstream: Upstream, model_id: &str) {
+    let keep = |level: Level| {
+        move |key: &String, _: &mut Value| -> bool {
+            let kept = rules::keeps(level, key, upstream, model_id);
+            if !kept {
+                tracing::debug!(field = %key, ?level, "dropping field the upstream does not take");
+            }
+            kept
+        }
+    };
+    if let Some(Value::Array(messages)) = body.get_mut("messages") {
+        for message in messages.iter_mut() {
+            if let Value::Object(fields) = message {
+                fields.retain(keep(Level::Message));
+                if let Some(content) = fields.get_mut("content") {
+                    clean_cache_control(content, &keep(Level::CacheControl));
+                }
+            }
+        }
+    }
+    if let Some(system) = body.get_mut("system") {
+        clean_cache_control(system, &keep(Level::CacheControl));
+    }
+    if let Some(Value::Array(tools)) = body.get_mut("tools") {
+        for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
+            let custom = matches!(tool.get("type").and_then(Value::as_str), None | Some("custom"));
+            if custom {
+                tool.retain(keep(Level::CustomTool));
+            }
+            if let Some(Value::Object(cc)) = tool.get_mut("cache_control") {
+                cc.retain(keep(Level::CacheControl));
+            }
+        }
+    }
+    if let Some(Value::Object(metadata)) = body.get_mut("metadata") {
+        metadata.retain(keep(Level::Metadata));
+    }
+}
+
+/// Walks content blocks (and nested tool_result content) applying the table to every
+/// `cache_control`.
+fn clean_cache_control(value: &mut Value, keep: &impl Fn(&String, &mut Value) -> bool) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(|item| clean_cache_control(item, keep)),
+        Value::Object(fields) => {
+            if let Some(Value::Object(cc)) = fields.get_mut("cache_control") {
+                cc.retain(keep);
+            }
+            if let Some(content) = fields.get_mut("content") {
+                clean_cache_control(content, keep);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Bedrock's non-streaming answer as the caller should see it, with its token counts.
@@ -205,59 +300,20 @@ pub fn from_bedrock_response(
     Ok((bytes::Bytes::from(bytes), usage))
 }
 
-fn clean_tool(tool: &mut Value) {
-    let Value::Object(fields) = tool else { return };
-    let custom = matches!(fields.get("type").and_then(Value::as_str), None | Some("custom"));
-    if custom {
-        for key in REJECTED_CUSTOM_TOOL_KEYS {
-            if fields.remove(*key).is_some() {
-                tracing::debug!(field = key, "dropping tool field bedrock does not accept");
-            }
-        }
-    }
-    if let Some(cc) = fields.get_mut("cache_control") {
-        clean_cache_control_object(cc);
-    }
-}
-
-/// Walks content blocks (and nested tool_result content) trimming every `cache_control`.
-fn clean_cache_control(value: &mut Value) {
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(clean_cache_control),
-        Value::Object(fields) => {
-            if let Some(cc) = fields.get_mut("cache_control") {
-                clean_cache_control_object(cc);
-            }
-            if let Some(content) = fields.get_mut("content") {
-                clean_cache_control(content);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn clean_cache_control_object(cc: &mut Value) {
-    if let Value::Object(fields) = cc {
-        fields.retain(|k, _| {
-            let keep = CACHE_CONTROL_KEYS.contains(&k.as_str());
-            if !keep {
-                tracing::debug!(field = %k, "dropping cache_control field bedrock does not accept");
-            }
-            keep
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn bedrock_body(body: Value, header_betas: &[&str]) -> Value {
+    const OPUS: &str = "us.anthropic.claude-opus-5-5";
+
+    fn invoke(body: Value, header_betas: &[&str], model_id: &str) -> UpstreamRequest {
         let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
-        let filter = BetaFilter::default();
-        let betas = filter.filter(header_betas.iter().copied());
-        serde_json::from_slice(&to_bedrock_body(&req, betas, &filter)).unwrap()
+        to_invoke(&req, model_id, header_betas.iter().copied(), &BetaFilter::default())
+    }
+
+    fn bedrock_body(body: Value, header_betas: &[&str]) -> Value {
+        Value::Object(invoke(body, header_betas, OPUS).body)
     }
 
     fn minimal() -> Value {
@@ -276,36 +332,59 @@ mod tests {
     }
 
     #[test]
-    fn unknown_beta_flags_are_dropped_and_order_is_kept() {
-        let out = bedrock_body(
+    fn claude_codes_betas_are_moved_copied_renamed_or_dropped_as_it_does_for_bedrock() {
+        let req = invoke(
             minimal(),
-            &[
-                "claude-code-20250219,interleaved-thinking-2025-05-14",
-                "oauth-2025-04-20, fine-grained-tool-streaming-2025-05-14,prompt-caching-scope-2026-01-05",
-                "context-management-2025-06-27,interleaved-thinking-2025-05-14",
-            ],
+            &["claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,per-turn-control-2026-07-01,mid-conversation-tool-changes-2026-07-01,thinking-token-count-2026-05-13,advanced-tool-use-2025-11-20,effort-2025-11-24"],
+            OPUS,
         );
         assert_eq!(
-            out["anthropic_beta"],
-            json!([
+            req.body_betas(),
+            [
                 "interleaved-thinking-2025-05-14",
-                "fine-grained-tool-streaming-2025-05-14",
-                "context-management-2025-06-27"
-            ])
+                "tool-search-tool-2025-10-19",
+                "thinking-token-count-2026-05-13"
+            ]
         );
+        assert_eq!(
+            req.beta_header().as_deref(),
+            Some("claude-code-20250219,thinking-token-count-2026-05-13,effort-2025-11-24")
+        );
+    }
+
+    #[test]
+    fn unknown_and_first_party_only_flags_are_dropped() {
+        let req = invoke(
+            minimal(),
+            &[
+                "oauth-2025-04-20, prompt-caching-scope-2026-01-05",
+                "brand-new-2027-01-01,tool-provenance-2026-10-26",
+            ],
+            OPUS,
+        );
+        assert!(req.body_betas().is_empty());
+        assert_eq!(req.beta_header(), None);
     }
 
     #[test]
     fn extra_beta_flags_extend_the_table() {
         let filter = BetaFilter::new(vec!["new-flag-2027-01-01".into()]);
-        assert_eq!(
-            filter.filter(["new-flag-2027-01-01,other"]),
-            vec!["new-flag-2027-01-01"]
-        );
+        let placed = filter.place_all(["new-flag-2027-01-01,other"], Upstream::Invoke);
+        assert_eq!(placed.body, ["new-flag-2027-01-01"]);
+        let placed = filter.place_all(["new-flag-2027-01-01"], Upstream::Mantle);
+        assert_eq!(placed.header, ["new-flag-2027-01-01"]);
     }
 
     #[test]
-    fn fields_bedrock_rejects_are_dropped() {
+    fn flags_in_the_body_are_placed_like_the_headers() {
+        let mut body = minimal();
+        body["anthropic_beta"] = json!(["context-1m-2025-08-07", "oauth-2025-04-20"]);
+        let req = invoke(body, &["context-1m-2025-08-07"], OPUS);
+        assert_eq!(req.body_betas(), ["context-1m-2025-08-07"]);
+    }
+
+    #[test]
+    fn fields_bedrock_refuses_are_dropped() {
         let mut body = minimal();
         for k in [
             "mcp_servers",
@@ -313,12 +392,13 @@ mod tests {
             "container",
             "speed",
             "output_format",
+            "diagnostics",
             "brand_new_field",
         ] {
             body[k] = json!("x");
         }
-        body["metadata"] = json!({"user_id": "u"});
-        body["thinking"] = json!({"type": "adaptive"});
+        body["metadata"] = json!({"user_id": "{\"device_id\":\"d\"}", "other": 1});
+        body["thinking"] = json!({"type": "adaptive", "display": "omitted"});
         body["output_config"] = json!({"effort": "high"});
         body["context_management"] = json!({"edits": []});
         let out = bedrock_body(body, &[]);
@@ -328,7 +408,6 @@ mod tests {
             keys,
             [
                 "anthropic_version",
-                "context_management",
                 "max_tokens",
                 "messages",
                 "metadata",
@@ -336,35 +415,65 @@ mod tests {
                 "thinking"
             ]
         );
-        assert_eq!(out["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(out["thinking"], json!({"type": "adaptive", "display": "omitted"}));
+        assert_eq!(out["metadata"], json!({"user_id": "{\"device_id\":\"d\"}"}));
     }
 
     #[test]
-    fn tool_fields_and_cache_control_extras_are_dropped() {
+    fn messages_keep_only_role_and_content_and_system_turns_stay() {
+        let mut body = minimal();
+        body["messages"] = json!([
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "s"}], "output_config": {"effort": "medium"}}
+        ]);
+        let out = bedrock_body(body, &[]);
+        assert_eq!(
+            out["messages"][1],
+            json!({"role": "system", "content": [{"type": "text", "text": "s"}]})
+        );
+    }
+
+    #[test]
+    fn tools_keep_defer_loading_and_eager_input_streaming_only_where_claude_code_sends_it() {
         let mut body = minimal();
         body["tools"] = json!([
             {"name": "a", "input_schema": {"type": "object"}, "defer_loading": true, "eager_input_streaming": true,
-             "cache_control": {"type": "ephemeral", "ttl": "1h", "scope": "global"}},
-            {"type": "web_search_20250305", "name": "web_search", "defer_loading": true}
+             "allowed_callers": ["x"], "cache_control": {"type": "ephemeral", "ttl": "1h", "scope": "global"}},
+            {"type": "tool_search_tool_regex_20251119", "name": "tool_search", "anything": 1}
         ]);
+        let out = bedrock_body(body.clone(), &[]);
+        assert_eq!(
+            out["tools"][0],
+            json!({"name": "a", "input_schema": {"type": "object"}, "defer_loading": true,
+                   "eager_input_streaming": true, "cache_control": {"type": "ephemeral", "ttl": "1h"}})
+        );
+        // Server tools keep their own fields.
+        assert_eq!(out["tools"][1]["anything"], json!(1));
+        let haiku = Value::Object(invoke(body, &[], "us.anthropic.claude-haiku-4-5-20251001-v1:0").body);
+        assert!(haiku["tools"][0].get("eager_input_streaming").is_none());
+        assert_eq!(haiku["tools"][0]["defer_loading"], json!(true));
+    }
+
+    #[test]
+    fn cache_control_scope_is_dropped_everywhere_and_content_is_untouched() {
+        let mut body = minimal();
         body["system"] = json!([{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "scope": "x"}}]);
         body["messages"] = json!([{"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "r", "cache_control": {"type": "ephemeral", "scope": "y"}}]},
+            {"type": "tool_result", "tool_use_id": "t", "content": [
+                {"type": "text", "text": "r", "cache_control": {"type": "ephemeral", "scope": "y"}},
+                {"type": "tool_reference", "tool_name": "Bash"}
+            ]},
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
         ]}]);
         let out = bedrock_body(body, &[]);
-        assert_eq!(
-            out["tools"][0],
-            json!({"name": "a", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral", "ttl": "1h"}})
-        );
-        // Server tools keep their own fields.
-        assert_eq!(out["tools"][1]["defer_loading"], json!(true));
         assert_eq!(out["system"][0]["cache_control"], json!({"type": "ephemeral"}));
+        let blocks = &out["messages"][0]["content"];
+        assert_eq!(blocks[0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
         assert_eq!(
-            out["messages"][0]["content"][0]["content"][0]["cache_control"],
-            json!({"type": "ephemeral"})
+            blocks[0]["content"][1],
+            json!({"type": "tool_reference", "tool_name": "Bash"})
         );
-        assert_eq!(out["messages"][0]["content"][1]["source"]["data"], "AAAA");
+        assert_eq!(blocks[1]["source"]["data"], "AAAA");
     }
 
     #[test]
@@ -414,7 +523,8 @@ mod tests {
 #[cfg(test)]
 mod fuzz {
     //! Property tests: whatever a caller sends, translation never panics, and what reaches
-    //! Bedrock is always a JSON object with the required version.
+    //! Bedrock is always a JSON object with the required version and only fields and flags the
+    //! rules table sends.
     use super::*;
     use proptest::prelude::*;
 
@@ -470,14 +580,13 @@ mod fuzz {
             body.remove("stream");
             let bytes = serde_json::to_vec(&Value::Object(body)).unwrap();
             let request = parse_request(&bytes, Endpoint::Messages).unwrap();
-            let filter = BetaFilter::default();
-            let header_betas = filter.filter(betas.iter().map(String::as_str));
-            let out: Value = serde_json::from_slice(&to_bedrock_body(&request, header_betas, &filter)).unwrap();
-            let out = out.as_object().unwrap();
-            prop_assert_eq!(&out["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
-            prop_assert!(out.keys().all(|k| BEDROCK_FIELDS.contains(&k.as_str())));
-            if let Some(flags) = out.get("anthropic_beta") {
-                prop_assert!(flags.as_array().unwrap().iter().all(|f| BEDROCK_BETA_FLAGS.contains(&f.as_str().unwrap())));
+            let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+            let out = to_invoke(&request, model, betas.iter().map(String::as_str), &BetaFilter::default());
+            prop_assert_eq!(&out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
+            prop_assert!(out.body.keys().all(|k| k == "anthropic_version" || k == "anthropic_beta"
+                || rules::keeps(Level::Top, k, Upstream::Invoke, model)));
+            for flag in out.body_betas().into_iter().chain(out.header_betas.iter().map(String::as_str)) {
+                prop_assert!(rules::beta_rule(flag).is_some_and(|r| !matches!(r.invoke, BetaPlace::Drop)));
             }
         }
     }

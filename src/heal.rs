@@ -1,0 +1,329 @@
+//! Healing: when Bedrock still refuses a request that the rules table let through (a field a
+//! newer client sends, a flag a model does not take), learn from its 400 and try once more
+//! before the caller sees any byte.
+//!
+//! Two refusals are understood, in Bedrock's own words:
+//! - `<path>: Extra inputs are not permitted` (older: `#/<path>: extraneous key [<key>] is not
+//!   permitted`): that field is removed;
+//! - `invalid beta flag`: only the flags Claude Code itself sends Bedrock are kept.
+//!
+//! What is learned holds for the life of the process, per model, so the next request goes out
+//! right the first time: one warning names the field (never a value), and the request's log
+//! line says `healed`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::RwLock;
+
+use serde_json::{Map, Value};
+
+use crate::error::ProxyError;
+use crate::request_log::RequestLog;
+use crate::rules;
+use crate::translate::UpstreamRequest;
+
+/// One step of a learned field path: a key, or any element of an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    AnyIndex,
+}
+
+/// What one model has taught us.
+#[derive(Debug, Default)]
+struct Learned {
+    removed: Vec<Vec<Step>>,
+    verified_betas_only: bool,
+}
+
+/// Keys that carry the request's structure; a refusal that names one is not healed, because
+/// the request would be meaningless without it.
+const STRUCTURAL: &[&str] = &["messages", "max_tokens", "anthropic_version", "role", "content", "type"];
+
+/// What was learned from each model's refusals.
+#[derive(Debug, Default)]
+pub struct Healer {
+    learned: RwLock<HashMap<String, Learned>>,
+}
+
+impl Healer {
+    /// Applies what earlier refusals taught for this request's model.
+    pub fn apply(&self, request: &mut UpstreamRequest) {
+        let learned = self.learned.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(learned) = learned.get(&request.model_id) {
+            for path in &learned.removed {
+                remove(&mut request.body, path);
+            }
+            if learned.verified_betas_only {
+                keep_verified_betas(request);
+            }
+        }
+    }
+
+    /// Learns from Bedrock's refusal `message` and fixes `request` to match. Returns what was
+    /// changed, for the log, or `None` when the message is not one we can act on or the fix
+    /// would change nothing (so the retry would fail the same way).
+    pub fn learn(&self, request: &mut UpstreamRequest, message: &str) -> Option<String> {
+        if message.contains("invalid beta flag") {
+            let before = request.clone();
+            keep_verified_betas(request);
+            if *request == before {
+                return None;
+            }
+            let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = learned.entry(request.model_id.clone()).or_default();
+            if !entry.verified_betas_only {
+                entry.verified_betas_only = true;
+                tracing::warn!(
+                    model_id = %request.model_id,
+                    "bedrock refused a beta flag; this model now gets only the flags Claude Code itself sends"
+                );
+            }
+            return Some("anthropic_beta".into());
+        }
+        let refused = refused_path(message)?;
+        let path = locate_in(&request.body, &refused)?;
+        if matches!(path.last(), Some(Step::Key(last)) if STRUCTURAL.contains(&last.as_str())) {
+            return None;
+        }
+        if !remove(&mut request.body, &path) {
+            return None;
+        }
+        let shown = display(&path);
+        let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = learned.entry(request.model_id.clone()).or_default();
+        if !entry.removed.contains(&path) {
+            entry.removed.push(path);
+            tracing::warn!(
+                model_id = %request.model_id,
+                field = %shown,
+                "bedrock refused a field; it is left out for this model from now on"
+            );
+        }
+        Some(shown)
+    }
+}
+
+/// Sends `request` with what was learned applied; if Bedrock refuses it in a way we can heal,
+/// fixes it and sends it once more. `send` gets the body bytes and the `anthropic-beta` header.
+pub async fn send_healing<T, F, Fut>(
+    healer: &Healer,
+    request: &mut UpstreamRequest,
+    log: &RequestLog,
+    mut send: F,
+) -> Result<T, ProxyError>
+where
+    F: FnMut(Vec<u8>, Option<String>) -> Fut,
+    Fut: Future<Output = Result<T, ProxyError>>,
+{
+    healer.apply(request);
+    match send(request.body_bytes(), request.beta_header()).await {
+        Err(ProxyError::InvalidRequest(message)) => match healer.learn(request, &message) {
+            Some(fixed) => {
+                log.healed(&fixed);
+                send(request.body_bytes(), request.beta_header()).await
+            }
+            None => Err(ProxyError::InvalidRequest(message)),
+        },
+        other => other,
+    }
+}
+
+fn keep_verified_betas(request: &mut UpstreamRequest) {
+    let verified = |flag: &str| rules::beta_rule(flag).is_some_and(|rule| rule.source.verified());
+    request.header_betas.retain(|flag| verified(flag));
+    if let Some(Value::Array(flags)) = request.body.get_mut("anthropic_beta") {
+        flags.retain(|flag| flag.as_str().is_some_and(verified));
+        if flags.is_empty() {
+            request.body.remove("anthropic_beta");
+        }
+    }
+}
+
+/// The dotted path a refusal names: `messages.1.output_config` from
+/// `messages.1.output_config: Extra inputs are not permitted`, or `messages.1.output_config`
+/// from `#/messages/1: extraneous key [output_config] is not permitted`.
+fn refused_path(message: &str) -> Option<Vec<String>> {
+    let token_before = |text: &str| {
+        text.rsplit(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\''))
+            .next()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    if let Some((before, _)) = message.split_once(": Extra inputs are not permitted") {
+        let path = token_before(before)?;
+        return Some(path.split('.').map(str::to_string).collect());
+    }
+    let (before, after) = message.split_once(": extraneous key [")?;
+    let key = after.split_once(']')?.0;
+    let pointer = token_before(before)?;
+    let mut path: Vec<String> = pointer
+        .trim_start_matches('#')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    path.push(key.to_string());
+    Some(path)
+}
+
+/// Finds the refused field in the body and returns its general path (array indices become
+/// "any", so the lesson applies to every tool or message). Segments that are not keys of the
+/// body, such as the `custom` in `tools.0.custom.x` (Bedrock names the union variant), are
+/// skipped.
+fn locate_in(fields: &Map<String, Value>, path: &[String]) -> Option<Vec<Step>> {
+    let (first, rest) = path.split_first()?;
+    match fields.get(first) {
+        Some(_) if rest.is_empty() => Some(vec![Step::Key(first.clone())]),
+        Some(child) => prepend(Step::Key(first.clone()), locate(child, rest)?),
+        None if !rest.is_empty() => locate_in(fields, rest),
+        None => None,
+    }
+}
+
+fn locate(value: &Value, path: &[String]) -> Option<Vec<Step>> {
+    match value {
+        Value::Object(fields) => locate_in(fields, path),
+        Value::Array(items) => {
+            let (first, rest) = path.split_first()?;
+            let index: usize = first.parse().ok()?;
+            prepend(Step::AnyIndex, locate(items.get(index)?, rest)?)
+        }
+        _ => None,
+    }
+}
+
+fn prepend(step: Step, mut tail: Vec<Step>) -> Option<Vec<Step>> {
+    tail.insert(0, step);
+    Some(tail)
+}
+
+/// Removes every field matching `path`; true if one was there.
+fn remove(body: &mut Map<String, Value>, path: &[Step]) -> bool {
+    fn walk(value: &mut Value, path: &[Step]) -> bool {
+        match (path.split_first(), value) {
+            (Some((Step::Key(key), [])), Value::Object(fields)) => fields.remove(key).is_some(),
+            (Some((Step::Key(key), rest)), Value::Object(fields)) => {
+                fields.get_mut(key).is_some_and(|child| walk(child, rest))
+            }
+            (Some((Step::AnyIndex, rest)), Value::Array(items)) => {
+                items.iter_mut().fold(false, |removed, item| walk(item, rest) | removed)
+            }
+            _ => false,
+        }
+    }
+    match path.split_first() {
+        Some((Step::Key(key), [])) => body.remove(key).is_some(),
+        Some((Step::Key(key), rest)) => body.get_mut(key).is_some_and(|child| walk(child, rest)),
+        _ => false,
+    }
+}
+
+fn display(path: &[Step]) -> String {
+    path.iter()
+        .map(|step| match step {
+            Step::Key(key) => key.as_str(),
+            Step::AnyIndex => "*",
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(body: Value) -> UpstreamRequest {
+        UpstreamRequest {
+            model_id: "us.anthropic.claude-opus-5-5".into(),
+            body: body.as_object().unwrap().clone(),
+            header_betas: vec!["claude-code-20250219".into(), "brand-new-2027-01-01".into()],
+        }
+    }
+
+    fn tool_body() -> Value {
+        json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5,
+               "messages": [{"role": "user", "content": "hi"}],
+               "tools": [{"name": "a", "input_schema": {}, "future_flag": true},
+                         {"name": "b", "input_schema": {}, "future_flag": false}]})
+    }
+
+    #[test]
+    fn a_refused_tool_field_is_removed_from_every_tool_and_remembered() {
+        let healer = Healer::default();
+        let mut req = request(tool_body());
+        let fixed = healer.learn(&mut req, "tools.0.custom.future_flag: Extra inputs are not permitted");
+        assert_eq!(fixed.as_deref(), Some("tools.*.future_flag"));
+        assert!(req.body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("future_flag").is_none()));
+        // The next request for the model is fixed before it is sent.
+        let mut next = request(tool_body());
+        healer.apply(&mut next);
+        assert!(next.body["tools"][1].get("future_flag").is_none());
+        // Another model has learned nothing.
+        let mut other = request(tool_body());
+        other.model_id = "us.anthropic.claude-haiku-5-5".into();
+        healer.apply(&mut other);
+        assert!(other.body["tools"][0].get("future_flag").is_some());
+    }
+
+    #[test]
+    fn message_fields_and_the_old_wording_are_understood() {
+        let healer = Healer::default();
+        let mut body = tool_body();
+        body["messages"] =
+            json!([{"role": "user", "content": "a"}, {"role": "system", "content": "b", "output_config": {}}]);
+        let mut req = request(body.clone());
+        assert_eq!(
+            healer
+                .learn(&mut req, "messages.1.output_config: Extra inputs are not permitted")
+                .as_deref(),
+            Some("messages.*.output_config")
+        );
+        let mut req = request(body);
+        req.body.insert("stream".into(), json!(true));
+        assert_eq!(
+            Healer::default()
+                .learn(&mut req, "#: extraneous key [stream] is not permitted")
+                .as_deref(),
+            Some("stream")
+        );
+        assert!(!req.body.contains_key("stream"));
+    }
+
+    #[test]
+    fn refusals_that_cannot_be_healed_are_left_alone() {
+        let healer = Healer::default();
+        let mut req = request(tool_body());
+        let before = req.clone();
+        for message in [
+            "messages: Extra inputs are not permitted",
+            "tools.0.custom.missing: Extra inputs are not permitted",
+            "max_tokens: Input should be greater than or equal to 1",
+            "The provided model identifier is invalid.",
+        ] {
+            assert_eq!(healer.learn(&mut req, message), None, "{message}");
+        }
+        assert_eq!(req, before);
+    }
+
+    #[test]
+    fn an_invalid_beta_flag_falls_back_to_the_flags_claude_code_sends() {
+        let healer = Healer::default();
+        let mut body = tool_body();
+        body["anthropic_beta"] = json!(["interleaved-thinking-2025-05-14", "output-128k-2025-02-19"]);
+        let mut req = request(body.clone());
+        assert!(healer.learn(&mut req, "invalid beta flag").is_some());
+        assert_eq!(req.body_betas(), ["interleaved-thinking-2025-05-14"]);
+        assert_eq!(req.header_betas, ["claude-code-20250219"]);
+        // Nothing left to remove: no second retry.
+        assert_eq!(healer.learn(&mut req, "invalid beta flag"), None);
+        let mut next = request(body);
+        healer.apply(&mut next);
+        assert_eq!(next.body_betas(), ["interleaved-thinking-2025-05-14"]);
+    }
+}

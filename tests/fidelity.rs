@@ -1,0 +1,290 @@
+//! Fidelity: for every request pair Claude Code recorded (`tests/data/claude-code/VERSION/*.json`),
+//! the proxy, given the `first_party` request, must send Bedrock what Claude Code itself sends
+//! it in Bedrock mode (the `bedrock` part), in structure: the model ID in the URL, the
+//! top-level keys, the betas in the body and in the header, each message's keys, each tool's
+//! keys, `cache_control`, `thinking`, `output_config` and the shape of `metadata`.
+//!
+//! The only differences allowed are what the first-party request cannot carry: Claude Code adds
+//! `eager_input_streaming` and `thinking-binding-controls-2026-08-01` only when it talks to a
+//! real AWS host. New pairs are picked up by the directory walk, so a refresh with
+//! `scripts/capture-claude-code.sh` is tested without touching this file.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use common::{harness, send, TOKEN};
+use serde_json::Value;
+
+/// What the first-party request cannot carry (see the module comment).
+const ONLY_AT_AWS_HOSTS_BETA: &str = "thinking-binding-controls-2026-08-01";
+const ONLY_AT_AWS_HOSTS_TOOL_KEY: &str = "eager_input_streaming";
+
+fn pairs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/claude-code");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("tests/data/claude-code exists")
+        .flatten()
+        .filter(|dir| dir.path().is_dir())
+        .flat_map(|dir| std::fs::read_dir(dir.path()).expect("readable").flatten())
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn flags(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Collects every structural difference between what the proxy sent and what Claude Code sent.
+struct Diff(Vec<String>);
+
+impl Diff {
+    fn check<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, ours: T, theirs: T) {
+        if ours != theirs {
+            self.0
+                .push(format!("{what}: proxy sent {ours:?}, Claude Code sent {theirs:?}"));
+        }
+    }
+}
+
+fn compare_blocks(diff: &mut Diff, what: &str, ours: &Value, theirs: &Value) {
+    let (Some(ours), Some(theirs)) = (ours.as_array(), theirs.as_array()) else {
+        diff.check(&format!("{what} (not an array)"), ours, theirs);
+        return;
+    };
+    diff.check(&format!("{what}: number of blocks"), ours.len(), theirs.len());
+    for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
+        diff.check(&format!("{what}.{i}: keys"), keys(o), keys(t));
+        diff.check(&format!("{what}.{i}.type"), &o["type"], &t["type"]);
+        diff.check(
+            &format!("{what}.{i}.cache_control"),
+            &o["cache_control"],
+            &t["cache_control"],
+        );
+    }
+}
+
+fn compare(sent: &Value, pair: &Value) -> Vec<String> {
+    let mut diff = Diff(Vec::new());
+    let bedrock = &pair["bedrock"];
+    let theirs = &bedrock["body"];
+    let ours = &sent["body"];
+
+    let path = bedrock["path"].as_str().expect("bedrock.path");
+    let model_id = path.trim_start_matches("/model/").split('/').next().unwrap_or_default();
+    diff.check(
+        "model id in the URL",
+        sent["model_id"].as_str().unwrap_or_default(),
+        model_id,
+    );
+    diff.check(
+        "operation",
+        sent["operation"].as_str().unwrap_or_default(),
+        path.rsplit('/').next().unwrap_or_default(),
+    );
+    diff.check("top-level keys", keys(ours), keys(theirs));
+
+    let without_aws_only =
+        |list: Vec<String>| -> Vec<String> { list.into_iter().filter(|f| f != ONLY_AT_AWS_HOSTS_BETA).collect() };
+    diff.check(
+        "body anthropic_beta",
+        without_aws_only(flags(ours.get("anthropic_beta"))),
+        without_aws_only(flags(theirs.get("anthropic_beta"))),
+    );
+    diff.check(
+        "anthropic-beta header",
+        without_aws_only(flags(sent["headers"].get("anthropic-beta"))),
+        without_aws_only(flags(bedrock["headers"].get("anthropic-beta"))),
+    );
+
+    for key in ["thinking", "output_config", "anthropic_version", "max_tokens"] {
+        diff.check(key, &ours[key], &theirs[key]);
+    }
+    diff.check("metadata keys", keys(&ours["metadata"]), keys(&theirs["metadata"]));
+    let user_id_shape = |v: &Value| {
+        v["metadata"]["user_id"]
+            .as_str()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .map(|parsed| keys(&parsed))
+    };
+    diff.check(
+        "metadata.user_id (a JSON string) keys",
+        user_id_shape(ours),
+        user_id_shape(theirs),
+    );
+
+    compare_blocks(&mut diff, "system", &ours["system"], &theirs["system"]);
+
+    let empty = Vec::new();
+    let our_messages = ours["messages"].as_array().unwrap_or(&empty);
+    let their_messages = theirs["messages"].as_array().unwrap_or(&empty);
+    diff.check("number of messages", our_messages.len(), their_messages.len());
+    for (i, (o, t)) in our_messages.iter().zip(their_messages).enumerate() {
+        diff.check(&format!("messages.{i}: keys"), keys(o), keys(t));
+        diff.check(&format!("messages.{i}.role"), &o["role"], &t["role"]);
+        if t["content"].is_array() {
+            compare_blocks(
+                &mut diff,
+                &format!("messages.{i}.content"),
+                &o["content"],
+                &t["content"],
+            );
+        }
+    }
+
+    let our_tools = ours["tools"].as_array().unwrap_or(&empty);
+    let their_tools = theirs["tools"].as_array().unwrap_or(&empty);
+    diff.check("number of tools", our_tools.len(), their_tools.len());
+    for (o, t) in our_tools.iter().zip(their_tools) {
+        let name = t["name"].as_str().unwrap_or("?");
+        diff.check(&format!("tool {name}: name"), &o["name"], &t["name"]);
+        let mut their_keys = keys(t);
+        their_keys.remove(ONLY_AT_AWS_HOSTS_TOOL_KEY);
+        let mut our_keys = keys(o);
+        our_keys.remove(ONLY_AT_AWS_HOSTS_TOOL_KEY);
+        diff.check(&format!("tool {name}: keys"), our_keys, their_keys);
+        diff.check(
+            &format!("tool {name}: defer_loading"),
+            &o["defer_loading"],
+            &t["defer_loading"],
+        );
+        diff.check(
+            &format!("tool {name}: cache_control"),
+            &o["cache_control"],
+            &t["cache_control"],
+        );
+    }
+    diff.0
+}
+
+#[tokio::test]
+async fn every_recorded_first_party_request_reaches_bedrock_as_claude_code_sends_it() {
+    let files = pairs();
+    assert!(
+        files.len() >= 2,
+        "expected the recorded pairs under tests/data/claude-code, found {files:?}"
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let pair: Value = serde_json::from_slice(&std::fs::read(file).expect("readable")).expect("JSON");
+        let first = &pair["first_party"];
+        let h = harness(&[]).await;
+        let mut request = axum::http::Request::builder()
+            .method(first["method"].as_str().unwrap_or("POST"))
+            .uri(first["path"].as_str().expect("first_party.path"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json");
+        for (name, value) in first["headers"].as_object().expect("first_party.headers") {
+            request = request.header(name.as_str(), value.as_str().expect("string header"));
+        }
+        let reply = send(&h.app, request.body(Body::from(first["body"].to_string())).unwrap()).await;
+        let name = file
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let logged = h.emulator.requests();
+        // Zero rejections: one request, answered 200, never a 400 followed by a retry.
+        if reply.status != 200 || logged.len() != 1 || logged[0]["status"] != 200 {
+            failures.push(format!(
+                "{name}: status {}, emulator saw {:?}: {}",
+                reply.status,
+                logged.iter().map(|r| r["status"].clone()).collect::<Vec<_>>(),
+                reply.text()
+            ));
+            continue;
+        }
+        let diffs = compare(&logged[0], &pair);
+        if !diffs.is_empty() {
+            failures.push(format!("{name}:\n  {}", diffs.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_comparison_sees_a_difference_in_every_checked_part() {
+    // The test above is only as good as `compare`: each mutation of Claude Code's own request
+    // must be reported.
+    let pair: Value =
+        serde_json::from_slice(&std::fs::read(pairs().first().expect("a recorded pair")).expect("readable"))
+            .expect("JSON");
+    let bedrock = &pair["bedrock"];
+    let faithful = serde_json::json!({
+        "operation": "invoke-with-response-stream",
+        "model_id": bedrock["path"].as_str().unwrap().trim_start_matches("/model/").split('/').next().unwrap(),
+        "headers": bedrock["headers"],
+        "body": bedrock["body"],
+    });
+    assert_eq!(compare(&faithful, &pair), Vec::<String>::new());
+    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        ("model", Box::new(|v| v["model_id"] = "us.anthropic.claude-x".into())),
+        (
+            "top-level",
+            Box::new(|v| v["body"]["context_management"] = serde_json::json!({})),
+        ),
+        (
+            "body beta",
+            Box::new(|v| v["body"]["anthropic_beta"] = serde_json::json!(["effort-2025-11-24"])),
+        ),
+        (
+            "header beta",
+            Box::new(|v| v["headers"]["anthropic-beta"] = "claude-code-20250219".into()),
+        ),
+        (
+            "message key",
+            Box::new(|v| v["body"]["messages"][1]["output_config"] = serde_json::json!({})),
+        ),
+        (
+            "tool key",
+            Box::new(|v| {
+                v["body"]["tools"][0].as_object_mut().unwrap().remove("description");
+            }),
+        ),
+        (
+            "defer_loading",
+            Box::new(|v| {
+                for tool in v["body"]["tools"].as_array_mut().unwrap() {
+                    tool.as_object_mut().unwrap().remove("defer_loading");
+                }
+            }),
+        ),
+        (
+            "cache_control",
+            Box::new(|v| v["body"]["system"][1]["cache_control"]["scope"] = "global".into()),
+        ),
+        (
+            "thinking",
+            Box::new(|v| v["body"]["thinking"] = serde_json::json!({"type": "enabled"})),
+        ),
+        (
+            "metadata",
+            Box::new(|v| v["body"]["metadata"]["user_id"] = "plain".into()),
+        ),
+    ];
+    for (what, mutate) in mutations {
+        let mut sent = faithful.clone();
+        mutate(&mut sent);
+        assert!(!compare(&sent, &pair).is_empty(), "a change to {what} went unseen");
+    }
+}
