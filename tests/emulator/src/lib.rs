@@ -25,12 +25,20 @@ pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tower_service::Service;
 
+use crate::routes::ConnectionCloser;
 use crate::state::State;
 
 /// A running emulator. The server stops when the handle is dropped, so keep it alive
@@ -98,14 +106,58 @@ pub async fn serve(listener: TcpListener) {
     serve_with(listener, Arc::new(State::default())).await;
 }
 
+/// The accept loop. axum::serve would do, except that a handler cannot make it drop a
+/// connection without answering; `emulator:close` needs exactly that.
 async fn serve_with(listener: TcpListener, state: Arc<State>) {
-    // Frames are small; without TCP_NODELAY, Nagle's algorithm would hold one back
-    // until the previous is acknowledged and blur per-chunk timing.
-    let listener = listener.tap_io(|stream| {
+    let app = routes::app(state);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                accept_failed(error).await;
+                continue;
+            }
+        };
+        // Frames are small; without TCP_NODELAY, Nagle's algorithm would hold one back
+        // until the previous is acknowledged and blur per-chunk timing.
         let _ = stream.set_nodelay(true);
-    });
-    // axum retries failed accepts itself, so this only returns if the runtime stops.
-    if let Err(error) = axum::serve(listener, routes::app(state)).await {
-        eprintln!("bedrock-emulator: server stopped: {error}");
+        tokio::spawn(serve_connection(stream, app.clone()));
+    }
+}
+
+/// As axum::serve does: a client that gave up before `accept` is nobody's problem; other
+/// errors (out of file descriptors) get a pause so the loop does not spin.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    eprintln!("bedrock-emulator: accept failed: {error}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Serves one HTTP/1.1 connection until the client leaves, or until a handler fires the
+/// connection's [`ConnectionCloser`]: then the connection future is dropped with the
+/// socket, so the client sees the connection end without a single response byte, like
+/// a pooled keep-alive connection that the far end closed.
+async fn serve_connection(stream: TcpStream, app: Router) {
+    let closer = ConnectionCloser::default();
+    let service = {
+        let closer = closer.clone();
+        service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(closer.clone());
+            // The router is always ready (axum's `poll_ready` is `Ready`), so call at once.
+            app.clone().call(request)
+        })
+    };
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        // An error here is a client that left mid-exchange or a deliberate `cut_after`:
+        // the connection is over either way.
+        _ = connection => {}
+        () = closer.closed() => {}
     }
 }

@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State as Shared};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::answer::{self, Answer, Planned};
 use crate::error::BedrockError;
@@ -34,6 +34,27 @@ const MAX_BODY_BYTES: usize = 34_000_000;
 const FRAME_CHANNEL_CAPACITY: usize = 4;
 
 type Frame = Result<Bytes, io::Error>;
+
+/// The name `fail_first` and `error` take, in place of an exception, for `emulator:close`.
+pub const CLOSE: &str = "close";
+
+/// Drops the connection a request arrived on, without a response. The emulator's accept
+/// loop puts one into every request's extensions and waits on it beside the connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCloser(Arc<Notify>);
+
+impl ConnectionCloser {
+    /// Asks the connection's task to drop the socket.
+    pub fn close(&self) {
+        // notify_one keeps a permit, so the close holds even if nobody waits yet.
+        self.0.notify_one();
+    }
+
+    /// Resolves once [`ConnectionCloser::close`] has been called.
+    pub async fn closed(&self) {
+        self.0.notified().await;
+    }
+}
 
 /// The router over shared `state`; [`crate::serve`] and [`crate::spawn`] both use it.
 pub fn app(state: Arc<State>) -> Router {
@@ -180,15 +201,44 @@ fn count_tokens_input(raw_body: &[u8]) -> Result<Vec<u8>, BedrockError> {
         .map_err(|_| BedrockError::validation("input.invokeModel.body: Invalid base64-encoded string"))
 }
 
-/// The exception a directive asks for, if any (`error`, or `fail_first` still counting).
-fn scripted_error(state: &State, scenario: &Scenario) -> Option<BedrockError> {
+/// What a directive puts in place of the answer.
+enum Fault {
+    /// A Bedrock exception, before any frame.
+    Exception(BedrockError),
+    /// The connection closed with no response.
+    Close,
+}
+
+impl Fault {
+    fn named(name: &str) -> Self {
+        if name == CLOSE {
+            Self::Close
+        } else {
+            Self::Exception(BedrockError::named(name))
+        }
+    }
+}
+
+/// The fault a directive asks for, if any (`close`, `error`, or `fail_first` still counting).
+fn scripted_fault(state: &State, scenario: &Scenario) -> Option<Fault> {
+    if scenario.close {
+        return Some(Fault::Close);
+    }
     if let Some(name) = &scenario.error {
-        return Some(BedrockError::named(name));
+        return Some(Fault::named(name));
     }
     let fail_first = scenario.fail_first.as_ref()?;
     state
         .fail_first(&fail_first.key, fail_first.count)
-        .then(|| BedrockError::named(&fail_first.exception))
+        .then(|| Fault::named(&fail_first.exception))
+}
+
+/// Answers with the fault: an exception response, or no response at all.
+async fn fail_with(call: &Call, state: &State, fault: Fault, closer: Option<Extension<ConnectionCloser>>) -> Response {
+    match fault {
+        Fault::Exception(error) => call.fail(state, error),
+        Fault::Close => close(call, state, closer).await,
+    }
 }
 
 /// `emulator:hang`: no response at all. Hyper drops this future when the client
@@ -198,9 +248,42 @@ async fn hang(call: &Call, state: &State) -> Response {
     std::future::pending().await
 }
 
+/// `emulator:close`: the connection ends before any response byte, as when a client
+/// reuses a pooled keep-alive connection that Bedrock's side already closed.
+async fn close(call: &Call, state: &State, closer: Option<Extension<ConnectionCloser>>) -> Response {
+    let Some(Extension(closer)) = closer else {
+        // Only the emulator's own accept loop can drop a connection from a handler.
+        return call.fail(
+            state,
+            BedrockError {
+                name: "InternalServerException".to_owned(),
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: "emulator: close needs bedrock_emulator::serve or spawn".to_owned(),
+            },
+        );
+    };
+    call.record(state, None);
+    closer.close();
+    // Never answer: the connection task drops the socket (and this future with it).
+    std::future::pending().await
+}
+
+/// The headers of a streamed answer, before its first frame.
+fn stream_headers() -> [(&'static str, String); 3] {
+    [
+        (
+            header::CONTENT_TYPE.as_str(),
+            "application/vnd.amazon.eventstream".to_owned(),
+        ),
+        ("x-amzn-bedrock-content-type", "application/json".to_owned()),
+        ("x-amzn-requestid", ids::request_id()),
+    ]
+}
+
 async fn invoke(
     Shared(state): Shared<Arc<State>>,
     Path(model_id): Path<String>,
+    closer: Option<Extension<ConnectionCloser>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -215,8 +298,8 @@ async fn invoke(
         return hang(&call, &state).await;
     }
     tokio::time::sleep(scenario.first_delay).await;
-    if let Some(error) = scripted_error(&state, &scenario) {
-        return call.fail(&state, error);
+    if let Some(fault) = scripted_fault(&state, &scenario) {
+        return fail_with(&call, &state, fault, closer).await;
     }
     let answer = Answer::plan(&body, &scenario, &model.model);
     call.record(&state, Some(StatusCode::OK));
@@ -237,6 +320,7 @@ async fn invoke(
 async fn invoke_with_response_stream(
     Shared(state): Shared<Arc<State>>,
     Path(model_id): Path<String>,
+    closer: Option<Extension<ConnectionCloser>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -250,8 +334,15 @@ async fn invoke_with_response_stream(
     if scenario.hang {
         return hang(&call, &state).await;
     }
-    if let Some(error) = scripted_error(&state, &scenario) {
-        return call.fail(&state, error);
+    if let Some(fault) = scripted_fault(&state, &scenario) {
+        return fail_with(&call, &state, fault, closer).await;
+    }
+    if scenario.empty_stream {
+        call.record(&state, Some(StatusCode::OK));
+        // A stream body of unknown length, so hyper sends chunked encoding and then at
+        // once its terminating chunk: a well-formed body with zero frames.
+        let body = Body::from_stream(futures_util::stream::empty::<Frame>());
+        return (stream_headers(), body).into_response();
     }
     let answer = Answer::plan(&body, &scenario, &model.model);
     call.record(&state, Some(StatusCode::OK));
@@ -263,20 +354,13 @@ async fn invoke_with_response_stream(
         guard: StreamGuard::open(state),
         held_error: None,
     });
-    let headers = [
-        (
-            header::CONTENT_TYPE.as_str(),
-            "application/vnd.amazon.eventstream".to_owned(),
-        ),
-        ("x-amzn-bedrock-content-type", "application/json".to_owned()),
-        ("x-amzn-requestid", ids::request_id()),
-    ];
-    (headers, body).into_response()
+    (stream_headers(), body).into_response()
 }
 
 async fn count_tokens(
     Shared(state): Shared<Arc<State>>,
     Path(model_id): Path<String>,
+    closer: Option<Extension<ConnectionCloser>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -286,15 +370,21 @@ async fn count_tokens(
         Ok(admitted) => admitted,
         Err(error) => return call.fail(&state, error),
     };
-    // Only the directives that make sense without an answer; `fail_first` is left to
+    // Only the directives that make sense without an answer (`error`, `close`, `hang`,
+    // `first_delay_ms`); `fail_first` is left to
     // the invoke operations so a count_tokens call does not use up a test's failures.
     let scenario = Scenario::from_body(&body);
     if scenario.hang {
         return hang(&call, &state).await;
     }
     tokio::time::sleep(scenario.first_delay).await;
-    if let Some(name) = &scenario.error {
-        return call.fail(&state, BedrockError::named(name));
+    let fault = if scenario.close {
+        Some(Fault::Close)
+    } else {
+        scenario.error.as_deref().map(Fault::named)
+    };
+    if let Some(fault) = fault {
+        return fail_with(&call, &state, fault, closer).await;
     }
     call.record(&state, Some(StatusCode::OK));
     let headers = [("x-amzn-requestid", ids::request_id())];

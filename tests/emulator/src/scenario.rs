@@ -47,6 +47,10 @@ pub struct Scenario {
     pub garbage_after: Option<usize>,
     /// Never answer.
     pub hang: bool,
+    /// Close the connection without writing any response byte.
+    pub close: bool,
+    /// Stream: answer 200 with the event-stream headers, then end the body with no frame.
+    pub empty_stream: bool,
     /// Answer with the JSON of the request body as text.
     pub echo: bool,
 }
@@ -66,6 +70,8 @@ impl Default for Scenario {
             cut_after: None,
             garbage_after: None,
             hang: false,
+            close: false,
+            empty_stream: false,
             echo: false,
         }
     }
@@ -105,6 +111,8 @@ impl Scenario {
             "tool_use" => self.tool_use = true,
             "thinking" => self.thinking = true,
             "hang" => self.hang = true,
+            "close" => self.close = true,
+            "empty_stream" => self.empty_stream = true,
             "echo" => self.echo = true,
             "error" => self.error = value.filter(|v| !v.is_empty()).map(str::to_owned),
             "fail_first" => self.fail_first = value.and_then(parse_fail_first),
@@ -193,6 +201,23 @@ mod tests {
         let scenario = Scenario::from_body(&body);
         assert!(!scenario.hang);
         assert_eq!(scenario.stream_exception_after, Some((2, "throttlingException".into())));
+    }
+
+    #[test]
+    fn close_and_empty_stream_are_flags_and_close_fits_fail_first() {
+        let scenario = scenario_of(json!(
+            "emulator:close emulator:empty_stream emulator:fail_first=1:close:k1"
+        ));
+        assert!(scenario.close);
+        assert!(scenario.empty_stream);
+        assert_eq!(
+            scenario.fail_first,
+            Some(FailFirst {
+                count: 1,
+                exception: "close".into(),
+                key: "k1".into()
+            })
+        );
     }
 
     #[test]

@@ -700,6 +700,95 @@ async fn hang_never_answers() {
     assert_eq!(emulator.requests()[0]["status"], Value::Null);
 }
 
+/// Sends `request` as raw HTTP/1.1 and returns every byte the server writes until it
+/// closes the connection (or 2 s pass, which fails the test).
+async fn raw_exchange(addr: std::net::SocketAddr, operation: &str, request: &Value) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = request.to_string();
+    let head = format!(
+        "POST /model/{}/{operation} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {FAKE_SIGNATURE}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        encode_label(MODEL),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body.as_bytes()).await.expect("write body");
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut received))
+        .await
+        .expect("the emulator closes the connection")
+        .expect("a clean close, not a reset");
+    received
+}
+
+#[tokio::test]
+async fn close_ends_the_connection_without_a_response_byte() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    let invoked = raw_exchange(emulator.addr(), "invoke", &body("emulator:close")).await;
+    let streamed = raw_exchange(emulator.addr(), "invoke-with-response-stream", &body("emulator:close")).await;
+
+    assert_eq!(invoked, b"");
+    assert_eq!(streamed, b"");
+    let logged = emulator.requests();
+    assert_eq!(logged.len(), 2);
+    assert!(logged.iter().all(|request| request["status"].is_null()), "{logged:?}");
+    assert_eq!(logged[1]["operation"], "invoke-with-response-stream");
+}
+
+#[tokio::test]
+async fn fail_first_can_close_then_succeeds() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let request = body("emulator:fail_first=1:close:k1");
+
+    let first = raw_exchange(emulator.addr(), "invoke-with-response-stream", &request).await;
+    let second = post(emulator.addr(), MODEL, "invoke-with-response-stream", &request).await;
+
+    assert_eq!(first, b"");
+    assert_eq!(second.response.status(), 200);
+    assert!(!FrameReader::new(second.response).all().await.is_empty());
+    let statuses: Vec<Value> = emulator
+        .requests()
+        .iter()
+        .map(|request| request["status"].clone())
+        .collect();
+    assert_eq!(statuses, [Value::Null, json!(200)]);
+}
+
+#[tokio::test]
+async fn a_closed_connection_does_not_stop_the_server() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    raw_exchange(emulator.addr(), "invoke", &body("emulator:close")).await;
+    let after = post(emulator.addr(), MODEL, "invoke", &body("hi")).await;
+
+    assert_eq!(after.response.status(), 200);
+}
+
+#[tokio::test]
+async fn empty_stream_sends_the_headers_and_no_frame() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    let exchange = post(
+        emulator.addr(),
+        MODEL,
+        "invoke-with-response-stream",
+        &body("emulator:empty_stream"),
+    )
+    .await;
+
+    let response = exchange.response;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/vnd.amazon.eventstream");
+    assert_eq!(response.headers()["x-amzn-bedrock-content-type"], "application/json");
+    assert!(response.headers().contains_key("x-amzn-requestid"));
+    // Chunked like every Bedrock stream, ended by the terminating chunk alone.
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    assert!(FrameReader::new(response).all().await.is_empty());
+    assert_eq!(emulator.requests()[0]["status"], 200);
+    assert_eq!(emulator.stats()["streams_cancelled"], 0);
+}
+
 #[tokio::test]
 async fn echo_answers_with_the_received_body() {
     let emulator = bedrock_emulator::spawn().await.expect("spawn");

@@ -14,8 +14,9 @@ use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_types::event_stream::RawMessage;
+use aws_smithy_types::retry::ErrorKind;
 use bedrock_emulator::Emulator;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{body, types, MODEL};
 
@@ -200,4 +201,95 @@ async fn sdk_fails_on_garbage_and_cut_streams() {
 
     assert!(garbage.is_err(), "garbage accepted: {garbage:?}");
     assert!(cut.is_err(), "truncated body accepted: {cut:?}");
+}
+
+#[tokio::test]
+async fn sdk_sees_an_empty_stream_end_at_once() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    let mut output = no_retries(&emulator)
+        .invoke_model_with_response_stream()
+        .model_id(MODEL)
+        .body(blob("emulator:empty_stream"))
+        .send()
+        .await
+        .expect("the stream starts");
+    let first = tokio::time::timeout(Duration::from_secs(2), output.body.recv())
+        .await
+        .expect("recv returns at once");
+
+    assert!(matches!(first, Ok(None)), "{first:?}");
+    assert_eq!(emulator.requests()[0]["status"], 200);
+}
+
+/// What the SDK reports for a connection closed with no response: a dispatch failure
+/// (the request may not have been processed), classified as transient.
+fn assert_closed_connection<E: std::fmt::Debug, R: std::fmt::Debug>(error: &SdkError<E, R>) {
+    let SdkError::DispatchFailure(failure) = error else {
+        panic!("expected a dispatch failure, got {error:?}");
+    };
+    assert_eq!(failure.as_other(), Some(ErrorKind::TransientError), "{failure:?}");
+    assert!(!failure.is_timeout() && !failure.is_user(), "{failure:?}");
+}
+
+#[tokio::test]
+async fn sdk_reports_a_closed_connection_as_a_transient_dispatch_failure() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let client = no_retries(&emulator);
+
+    let invoked = client
+        .invoke_model()
+        .model_id(MODEL)
+        .body(blob("emulator:close"))
+        .send()
+        .await
+        .expect_err("connection closed");
+    let streamed = client
+        .invoke_model_with_response_stream()
+        .model_id(MODEL)
+        .body(blob("emulator:close"))
+        .send()
+        .await
+        .expect_err("connection closed");
+
+    assert_closed_connection(&invoked);
+    assert_closed_connection(&streamed);
+    let statuses: Vec<Value> = emulator
+        .requests()
+        .iter()
+        .map(|request| request["status"].clone())
+        .collect();
+    assert_eq!(statuses, [Value::Null, Value::Null]);
+}
+
+#[tokio::test]
+async fn sdk_retries_a_closed_connection() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    let retry = RetryConfig::standard()
+        .with_max_attempts(2)
+        .with_initial_backoff(Duration::from_millis(5));
+    let client = client(&emulator, retry);
+
+    let invoked = client
+        .invoke_model()
+        .model_id(MODEL)
+        .body(blob("emulator:fail_first=1:close:sdk-close-invoke"))
+        .send()
+        .await;
+    let streamed = client
+        .invoke_model_with_response_stream()
+        .model_id(MODEL)
+        .body(blob("emulator:fail_first=1:close:sdk-close-stream"))
+        .send()
+        .await;
+
+    assert!(invoked.is_ok(), "{invoked:?}");
+    let mut stream = streamed.expect("second attempt streams").body;
+    assert!(matches!(stream.recv().await, Ok(Some(_))));
+    let statuses: Vec<Value> = emulator
+        .requests()
+        .iter()
+        .map(|request| request["status"].clone())
+        .collect();
+    assert_eq!(statuses, [Value::Null, json!(200), Value::Null, json!(200)]);
 }
