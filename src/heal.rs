@@ -7,9 +7,10 @@
 //!   permitted`): that field is removed;
 //! - `invalid beta flag`: only the flags Claude Code itself sends Bedrock are kept.
 //!
-//! What is learned holds for the life of the process, per model, so the next request goes out
-//! right the first time: one warning names the field (never a value), and the request's log
-//! line says `healed`.
+//! What is learned holds for the life of the process, per model and set of body flags (a field
+//! may be refused only without the flag that enables it, like `defer_loading` without tool
+//! search), so the next such request goes out right the first time. One warning names the
+//! field (never a value), and the request's log line says `healed`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,10 +48,12 @@ pub struct Healer {
 }
 
 impl Healer {
-    /// Applies what earlier refusals taught for this request's model.
-    pub fn apply(&self, request: &mut UpstreamRequest) {
+    /// Applies what earlier refusals taught for requests like this one, and returns what the
+    /// lessons about it are filed under (taken before any change, so that they are found again).
+    pub fn apply(&self, request: &mut UpstreamRequest) -> String {
+        let key = lesson_key(request);
         let learned = self.learned.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(learned) = learned.get(&request.model_id) {
+        if let Some(learned) = learned.get(&key) {
             for path in &learned.removed {
                 remove(&mut request.body, path);
             }
@@ -58,12 +61,13 @@ impl Healer {
                 keep_verified_betas(request);
             }
         }
+        key
     }
 
     /// Learns from Bedrock's refusal `message` and fixes `request` to match. Returns what was
     /// changed, for the log, or `None` when the message is not one we can act on or the fix
     /// would change nothing (so the retry would fail the same way).
-    pub fn learn(&self, request: &mut UpstreamRequest, message: &str) -> Option<String> {
+    pub fn learn(&self, request: &mut UpstreamRequest, key: String, message: &str) -> Option<String> {
         if message.contains("invalid beta flag") {
             let before = request.clone();
             keep_verified_betas(request);
@@ -71,7 +75,7 @@ impl Healer {
                 return None;
             }
             let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let entry = learned.entry(request.model_id.clone()).or_default();
+            let entry = learned.entry(key).or_default();
             if !entry.verified_betas_only {
                 entry.verified_betas_only = true;
                 tracing::warn!(
@@ -91,7 +95,7 @@ impl Healer {
         }
         let shown = display(&path);
         let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = learned.entry(request.model_id.clone()).or_default();
+        let entry = learned.entry(key).or_default();
         if !entry.removed.contains(&path) {
             entry.removed.push(path);
             tracing::warn!(
@@ -116,9 +120,9 @@ where
     F: FnMut(Vec<u8>, Option<String>) -> Fut,
     Fut: Future<Output = Result<T, ProxyError>>,
 {
-    healer.apply(request);
+    let key = healer.apply(request);
     match send(request.body_bytes(), request.beta_header()).await {
-        Err(ProxyError::InvalidRequest(message)) => match healer.learn(request, &message) {
+        Err(ProxyError::InvalidRequest(message)) => match healer.learn(request, key, &message) {
             Some(fixed) => {
                 log.healed(&fixed);
                 send(request.body_bytes(), request.beta_header()).await
@@ -127,6 +131,14 @@ where
         },
         other => other,
     }
+}
+
+/// What a lesson is filed under: the model, and the body flags (which decide what else the
+/// body may carry).
+fn lesson_key(request: &UpstreamRequest) -> String {
+    let mut flags = request.body_betas();
+    flags.sort_unstable();
+    format!("{} {}", request.model_id, flags.join(","))
 }
 
 fn keep_verified_betas(request: &mut UpstreamRequest) {
@@ -234,6 +246,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn learn(healer: &Healer, request: &mut UpstreamRequest, message: &str) -> Option<String> {
+        let key = lesson_key(request);
+        healer.learn(request, key, message)
+    }
+
     fn request(body: Value) -> UpstreamRequest {
         UpstreamRequest {
             model_id: "us.anthropic.claude-opus-5-5".into(),
@@ -253,7 +270,11 @@ mod tests {
     fn a_refused_tool_field_is_removed_from_every_tool_and_remembered() {
         let healer = Healer::default();
         let mut req = request(tool_body());
-        let fixed = healer.learn(&mut req, "tools.0.custom.future_flag: Extra inputs are not permitted");
+        let fixed = learn(
+            &healer,
+            &mut req,
+            "tools.0.custom.future_flag: Extra inputs are not permitted",
+        );
         assert_eq!(fixed.as_deref(), Some("tools.*.future_flag"));
         assert!(req.body["tools"]
             .as_array()
@@ -264,11 +285,17 @@ mod tests {
         let mut next = request(tool_body());
         healer.apply(&mut next);
         assert!(next.body["tools"][1].get("future_flag").is_none());
-        // Another model has learned nothing.
+        // Another model, or the same one with other body flags, has learned nothing.
         let mut other = request(tool_body());
         other.model_id = "us.anthropic.claude-haiku-5-5".into();
         healer.apply(&mut other);
         assert!(other.body["tools"][0].get("future_flag").is_some());
+        let mut flagged = request(tool_body());
+        flagged
+            .body
+            .insert("anthropic_beta".into(), json!(["tool-search-tool-2025-10-19"]));
+        healer.apply(&mut flagged);
+        assert!(flagged.body["tools"][0].get("future_flag").is_some());
     }
 
     #[test]
@@ -279,17 +306,23 @@ mod tests {
             json!([{"role": "user", "content": "a"}, {"role": "system", "content": "b", "output_config": {}}]);
         let mut req = request(body.clone());
         assert_eq!(
-            healer
-                .learn(&mut req, "messages.1.output_config: Extra inputs are not permitted")
-                .as_deref(),
+            learn(
+                &healer,
+                &mut req,
+                "messages.1.output_config: Extra inputs are not permitted"
+            )
+            .as_deref(),
             Some("messages.*.output_config")
         );
         let mut req = request(body);
         req.body.insert("stream".into(), json!(true));
         assert_eq!(
-            Healer::default()
-                .learn(&mut req, "#: extraneous key [stream] is not permitted")
-                .as_deref(),
+            learn(
+                &Healer::default(),
+                &mut req,
+                "#: extraneous key [stream] is not permitted"
+            )
+            .as_deref(),
             Some("stream")
         );
         assert!(!req.body.contains_key("stream"));
@@ -306,7 +339,7 @@ mod tests {
             "max_tokens: Input should be greater than or equal to 1",
             "The provided model identifier is invalid.",
         ] {
-            assert_eq!(healer.learn(&mut req, message), None, "{message}");
+            assert_eq!(learn(&healer, &mut req, message), None, "{message}");
         }
         assert_eq!(req, before);
     }
@@ -317,11 +350,11 @@ mod tests {
         let mut body = tool_body();
         body["anthropic_beta"] = json!(["interleaved-thinking-2025-05-14", "output-128k-2025-02-19"]);
         let mut req = request(body.clone());
-        assert!(healer.learn(&mut req, "invalid beta flag").is_some());
+        assert!(learn(&healer, &mut req, "invalid beta flag").is_some());
         assert_eq!(req.body_betas(), ["interleaved-thinking-2025-05-14"]);
         assert_eq!(req.header_betas, ["claude-code-20250219"]);
         // Nothing left to remove: no second retry.
-        assert_eq!(healer.learn(&mut req, "invalid beta flag"), None);
+        assert_eq!(learn(&healer, &mut req, "invalid beta flag"), None);
         let mut next = request(body);
         healer.apply(&mut next);
         assert_eq!(next.body_betas(), ["interleaved-thinking-2025-05-14"]);

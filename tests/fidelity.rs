@@ -237,7 +237,8 @@ fn the_comparison_sees_a_difference_in_every_checked_part() {
         "body": bedrock["body"],
     });
     assert_eq!(compare(&faithful, &pair), Vec::<String>::new());
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("model", Box::new(|v| v["model_id"] = "us.anthropic.claude-x".into())),
         (
             "top-level",
@@ -287,4 +288,107 @@ fn the_comparison_sees_a_difference_in_every_checked_part() {
         mutate(&mut sent);
         assert!(!compare(&sent, &pair).is_empty(), "a change to {what} went unseen");
     }
+}
+
+/// Claude Code's turn 1 from a recorded pair, continued with the turns a session produces:
+/// replayed thinking with its signature, ToolSearch answered with a `tool_reference`, a Bash
+/// call answered with text, an image and a document, and another mid-conversation `system`
+/// message with its per-turn effort.
+fn later_turns(pair: &Value) -> Value {
+    let mut body = pair["first_party"]["body"].clone();
+    let turns = serde_json::json!([
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "", "signature": "EqQBCkYIBxgCKkDsig0"},
+            {"type": "text", "text": "Looking for the right tool."},
+            {"type": "tool_use", "id": "toolu_01", "name": "ToolSearch", "input": {"query": "select:DeferredToolPlaceholder"}}
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01", "content": [
+                {"type": "tool_reference", "tool_name": "DeferredToolPlaceholder"}
+            ]}
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "", "signature": "EqQBCkYIBxgCKkDsig1"},
+            {"type": "tool_use", "id": "toolu_02", "name": "Bash", "input": {"command": "ls"}}
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_02", "content": [
+                {"type": "text", "text": "README.md", "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQ="},
+             "title": "spec.pdf"},
+            {"type": "text", "text": "Summarise these."}
+        ]},
+        {"role": "system", "content": [{"type": "text", "text": "Effort changed."}], "output_config": {"effort": "high"}}
+    ]);
+    let messages = body["messages"].as_array_mut().expect("messages");
+    messages.extend(turns.as_array().cloned().unwrap_or_default());
+    body
+}
+
+#[tokio::test]
+async fn later_turns_of_a_session_reach_bedrock_unchanged_but_for_per_turn_effort() {
+    for file in pairs() {
+        let pair: Value = serde_json::from_slice(&std::fs::read(&file).expect("readable")).expect("JSON");
+        let first = &pair["first_party"];
+        let body = later_turns(&pair);
+        let h = harness(&[]).await;
+        let mut request = axum::http::Request::builder()
+            .method("POST")
+            .uri(first["path"].as_str().expect("path"))
+            .header("authorization", format!("Bearer {TOKEN}"));
+        for (name, value) in first["headers"].as_object().expect("headers") {
+            request = request.header(name.as_str(), value.as_str().expect("string header"));
+        }
+        let reply = send(&h.app, request.body(Body::from(body.to_string())).unwrap()).await;
+        assert_eq!(reply.status, 200, "{}: {}", file.display(), reply.text());
+        let logged = h.emulator.requests();
+        assert_eq!(logged.len(), 1, "{}: a request was refused: {logged:?}", file.display());
+        // Every message arrives as sent, content blocks included (signatures, tool_reference,
+        // images, documents), except the per-turn `output_config` Claude Code never sends Bedrock.
+        let mut expected = body["messages"].clone();
+        for message in expected.as_array_mut().unwrap() {
+            message.as_object_mut().unwrap().remove("output_config");
+        }
+        assert_eq!(logged[0]["body"]["messages"], expected, "{}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn defer_loading_without_tool_search_is_healed_once_then_left_out() {
+    // Without the tool-search flag Bedrock refuses `defer_loading`; the proxy removes the field,
+    // retries once, and leaves it out of the next such request from the start.
+    let pair: Value = serde_json::from_slice(&std::fs::read(&pairs()[0]).expect("readable")).expect("JSON");
+    let body = pair["first_party"]["body"].clone();
+    let h = harness(&[]).await;
+    for _ in 0..2 {
+        let reply = common::post(&h.app, "/v1/messages", &body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let statuses: Vec<Value> = h.emulator.requests().iter().map(|r| r["status"].clone()).collect();
+    assert_eq!(
+        statuses,
+        [serde_json::json!(400), serde_json::json!(200), serde_json::json!(200)]
+    );
+}
+
+#[tokio::test]
+async fn a_beta_flag_bedrock_refuses_falls_back_to_the_flags_claude_code_sends() {
+    let h = harness(&[("EXTRA_BETA_FLAGS", "brand-new-2027-01-01")]).await;
+    let mut body = common::message("hello", false);
+    body["model"] = "claude-opus-5-5".into();
+    let req = common::request("POST", "/v1/messages", Some(&body))
+        .header("anthropic-beta", "brand-new-2027-01-01,interleaved-thinking-2025-05-14")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let reply = send(&h.app, req).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = h.emulator.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0]["status"], 400);
+    assert_eq!(
+        seen[1]["body"]["anthropic_beta"],
+        serde_json::json!(["interleaved-thinking-2025-05-14"])
+    );
 }

@@ -351,9 +351,9 @@ async fn nothing_is_retried_after_bytes_reach_the_caller() {
 }
 
 #[tokio::test]
-async fn claude_code_shaped_requests_reach_bedrock_cleaned() {
+async fn first_party_only_fields_and_flags_never_reach_bedrock() {
     let h = harness(&[]).await;
-    let fixture: Value = serde_json::from_str(include_str!("data/claude_code_request.json")).unwrap();
+    let fixture: Value = serde_json::from_str(include_str!("data/first_party_extras_request.json")).unwrap();
     let betas = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,prompt-caching-scope-2026-01-05,context-management-2025-06-27,mid-conversation-system-2026-02-01,thinking-token-count-2026-03-01";
     assert_eq!(betas.split(',').count(), 8);
     let req = request("POST", "/v1/messages?beta=true", Some(&fixture))
@@ -365,30 +365,36 @@ async fn claude_code_shaped_requests_reach_bedrock_cleaned() {
     let reply = send(&h.app, req).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     parse_sse(&reply.text());
-    let seen = last_request(&h)["body"].clone();
+    let seen = h.emulator.requests();
+    // `defer_loading` without the tool-search flag is refused by Bedrock: healed once.
+    let statuses: Vec<&Value> = seen.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [&json!(400), &json!(200)]);
+    let sent = &seen[1];
+    assert_eq!(sent["headers"]["anthropic-beta"], "claude-code-20250219");
+    let seen = sent["body"].clone();
     assert_eq!(
         seen["anthropic_beta"],
         json!([
             "interleaved-thinking-2025-05-14",
-            "fine-grained-tool-streaming-2025-05-14",
-            "context-management-2025-06-27"
+            "fine-grained-tool-streaming-2025-05-14"
         ])
     );
-    for kept in [
-        "context_management",
-        "output_config",
-        "metadata",
-        "thinking",
-        "tool_choice",
-        "temperature",
-    ] {
+    for kept in ["output_config", "metadata", "thinking", "tool_choice", "temperature"] {
         assert_eq!(seen[kept], fixture[kept], "{kept} must pass through untouched");
     }
-    for dropped in ["mcp_servers", "service_tier", "speed", "stream", "model"] {
+    for dropped in [
+        "mcp_servers",
+        "service_tier",
+        "speed",
+        "stream",
+        "model",
+        "context_management",
+    ] {
         assert!(seen.get(dropped).is_none(), "{dropped} must not reach bedrock");
     }
     assert_eq!(seen["tools"][0], fixture["tools"][0]);
     assert!(seen["tools"][1].get("defer_loading").is_none());
+    // Claude Code sends eager_input_streaming only for newer models than Sonnet 4.5.
     assert!(seen["tools"][2].get("eager_input_streaming").is_none());
     assert_eq!(seen["tools"][2]["cache_control"], json!({"type": "ephemeral"}));
     assert_eq!(seen["system"][0]["cache_control"], json!({"type": "ephemeral"}));
@@ -396,6 +402,14 @@ async fn claude_code_shaped_requests_reach_bedrock_cleaned() {
         seen["messages"][0]["content"][1]["cache_control"],
         json!({"type": "ephemeral"})
     );
+    // The lesson holds: the same request goes out right the first time.
+    h.emulator.clear();
+    let req = request("POST", "/v1/messages?beta=true", Some(&fixture))
+        .header("anthropic-beta", betas)
+        .body(Body::from(fixture.to_string()))
+        .unwrap();
+    assert_eq!(send(&h.app, req).await.status, 200);
+    assert_eq!(h.emulator.requests().len(), 1);
 }
 
 #[tokio::test]
