@@ -4,8 +4,8 @@
 # Installs what it needs (Python tools into .venv, never the system Python), checks formatting
 # and lints, starts moto_server (Secrets Manager) on loopback, runs the Rust unit and
 # integration tests (which start the Bedrock emulator in-process), the Python end-to-end tests
-# (official anthropic SDK, raw HTTP, cargo lambda watch), and the Terraform checks. Every server
-# it starts is stopped on exit.
+# (official anthropic SDK, Claude Code itself, raw HTTP, cargo lambda watch), and the Terraform
+# checks. Every server it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +19,29 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 export PATH="$VENV/bin:$PATH"
+
+step "claude code (npm, pinned) for the end-to-end tests"
+# The npm package carries a native binary per platform (an optional dependency); its install
+# script, which only copies that binary into place, wants Node 22, so it is skipped and the
+# platform binary is run directly.
+CLAUDE_CODE_VERSION=2.1.332
+CLAUDE_CODE_DIR=$ROOT/.cache/claude-code-$CLAUDE_CODE_VERSION
+claude_code_bin() {
+  for bin in "$CLAUDE_CODE_DIR"/node_modules/@anthropic-ai/claude-code-linux-*/claude; do
+    if "$bin" --version >/dev/null 2>&1; then
+      echo "$bin"
+      return 0
+    fi
+  done
+  return 1
+}
+if ! claude_code_bin >/dev/null; then
+  npm install --prefix "$CLAUDE_CODE_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error \
+    "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+fi
+CLAUDE_CODE_BIN=$(claude_code_bin) || { echo "no runnable Claude Code binary under $CLAUDE_CODE_DIR"; exit 1; }
+export CLAUDE_CODE_BIN
+"$CLAUDE_CODE_BIN" --version
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -60,7 +83,7 @@ cargo test --workspace
 step "build the binaries the end-to-end tests run"
 cargo build --workspace --bins
 
-step "pytest (anthropic SDK, raw HTTP, cargo lambda watch, log scan)"
+step "pytest (anthropic SDK, Claude Code, raw HTTP, cargo lambda watch, log scan)"
 pytest -q tests/e2e
 
 step "fuzz: a short bounded pass over request translation and SSE re-framing"

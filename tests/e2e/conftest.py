@@ -7,7 +7,8 @@ stderr goes to its own file; test_logs.py scans them all once every other test h
 Run: `.venv/bin/pytest tests/e2e` (about 40 s once built; the first `cargo lambda watch` start
 may compile for a few minutes). Markers: `slow` (the 13 s default-ping test), `lambda_watch`
 (test_lambda.py), e.g. `-m "not lambda_watch"`. Set E2E_SKIP_BUILD=1 to skip `cargo build`
-(the binaries in target/debug must then be fresh).
+(the binaries in the cargo target dir must then be fresh). Claude Code itself runs from
+CLAUDE_CODE_BIN, which scripts/test.sh installs from npm (pinned).
 """
 
 from __future__ import annotations
@@ -30,7 +31,22 @@ import anthropic
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TARGET_DEBUG = REPO / "target" / "debug"
+
+
+def cargo_target_dir() -> Path:
+    """Where cargo puts binaries: `CARGO_TARGET_DIR`, a config file's `build.target-dir`, or
+    `target/`; `cargo metadata` knows which."""
+    out = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(json.loads(out.stdout)["target_directory"])
+
+
+TARGET_DEBUG = cargo_target_dir() / "debug"
 VENV_BIN = REPO / ".venv" / "bin"
 
 # The one token every proxy accepts; random per run so that a log scan can look for it.
@@ -200,6 +216,13 @@ class Emulator:
 
     def requests(self) -> list[dict]:
         return self._get("/_emulator/requests")
+
+    def clear(self) -> None:
+        """Forgets the request log (and fail_first counters)."""
+        host, port = urllib.parse.urlsplit(self.url).netloc.split(":")
+        response = http_request(host, int(port), "DELETE", "/_emulator/requests", timeout=10)
+        response.read_body()
+        assert response.status == 204, f"emulator clear: {response.status}"
 
     def stop(self) -> None:
         stop_process(self.proc)
