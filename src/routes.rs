@@ -21,7 +21,8 @@ use crate::error::ProxyError;
 use crate::heal::send_healing;
 use crate::request_log::{RequestLog, Usage};
 use crate::sse::sse_stream;
-use crate::translate::{parse_request, to_invoke, Endpoint, MessagesRequest, UpstreamRequest};
+use crate::rules::Upstream;
+use crate::translate::{parse_request, to_upstream, Endpoint, MessagesRequest, UpstreamRequest};
 use crate::AppState;
 
 /// The response header carrying our request id, as Anthropic's API does.
@@ -227,8 +228,9 @@ fn upstream_request(
     let model_id = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
     log.model(&request.model, &model_id, request.stream);
     let extra = context_1m.then_some(crate::models::CONTEXT_1M_BETA);
-    Ok(to_invoke(
+    Ok(to_upstream(
         request,
+        Upstream::Invoke,
         &model_id,
         beta_headers(headers).chain(extra),
         &state.betas,

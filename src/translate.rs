@@ -185,15 +185,17 @@ impl BetaFilter {
     }
 }
 
-/// Turns a validated request into the InvokeModel request Bedrock accepts. `header_betas` are
-/// the caller's `anthropic-beta` header values.
-pub fn to_invoke<'a>(
+/// Turns a validated request into what `upstream` accepts: on InvokeModel the Bedrock body
+/// (`anthropic_version` set, moved flags in `anthropic_beta`, the model left for the URL); on
+/// Mantle the first-party body with the Mantle model ID. `header_betas` are the caller's
+/// `anthropic-beta` header values.
+pub fn to_upstream<'a>(
     request: &'a MessagesRequest,
+    upstream: Upstream,
     model_id: &str,
     header_betas: impl IntoIterator<Item = &'a str>,
     filter: &BetaFilter,
 ) -> UpstreamRequest {
-    let upstream = Upstream::Invoke;
     let body_flags = request.body.get("anthropic_beta").and_then(Value::as_array);
     let flags = header_betas
         .into_iter()
@@ -201,12 +203,22 @@ pub fn to_invoke<'a>(
     let betas = filter.place_all(flags, upstream);
 
     let mut out = Map::with_capacity(request.body.len() + 2);
-    out.insert(
-        "anthropic_version".into(),
-        Value::String(BEDROCK_ANTHROPIC_VERSION.into()),
-    );
-    if !betas.body.is_empty() {
-        out.insert("anthropic_beta".into(), Value::from(betas.body));
+    match upstream {
+        Upstream::Invoke => {
+            out.insert(
+                "anthropic_version".into(),
+                Value::String(BEDROCK_ANTHROPIC_VERSION.into()),
+            );
+            if !betas.body.is_empty() {
+                out.insert("anthropic_beta".into(), Value::from(betas.body));
+            }
+        }
+        Upstream::Mantle => {
+            out.insert("model".into(), Value::String(model_id.into()));
+            if request.stream {
+                out.insert("stream".into(), Value::Bool(true));
+            }
+        }
     }
     for (key, value) in &request.body {
         if matches!(key.as_str(), "anthropic_beta" | "anthropic_version") {
@@ -309,7 +321,13 @@ mod tests {
 
     fn invoke(body: Value, header_betas: &[&str], model_id: &str) -> UpstreamRequest {
         let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
-        to_invoke(&req, model_id, header_betas.iter().copied(), &BetaFilter::default())
+        to_upstream(
+            &req,
+            Upstream::Invoke,
+            model_id,
+            header_betas.iter().copied(),
+            &BetaFilter::default(),
+        )
     }
 
     fn bedrock_body(body: Value, header_betas: &[&str]) -> Value {
@@ -477,6 +495,35 @@ mod tests {
     }
 
     #[test]
+    fn mantle_gets_the_first_party_shape_with_its_model_id_and_every_flag_in_the_header() {
+        let mut body = minimal();
+        body["stream"] = json!(true);
+        body["context_management"] = json!({"edits": []});
+        body["messages"] = json!([{"role": "user", "content": "hi", "output_config": {"effort": "low"}}]);
+        let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
+        let out = to_upstream(
+            &req,
+            Upstream::Mantle,
+            "anthropic.claude-opus-5-5",
+            ["claude-code-20250219,context-management-2025-06-27,per-turn-control-2026-07-01,advanced-tool-use-2025-11-20"],
+            &BetaFilter::default(),
+        );
+        assert_eq!(out.body["model"], "anthropic.claude-opus-5-5");
+        assert_eq!(out.body["stream"], true);
+        assert_eq!(out.body["context_management"], json!({"edits": []}));
+        assert!(!out.body.contains_key("anthropic_version") && !out.body.contains_key("anthropic_beta"));
+        assert_eq!(out.body["messages"][0], json!({"role": "user", "content": "hi"}));
+        assert_eq!(
+            out.header_betas,
+            [
+                "claude-code-20250219",
+                "context-management-2025-06-27",
+                "tool-search-tool-2025-10-19"
+            ]
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_400s_that_name_the_field() {
         let cases: &[(&[u8], &str)] = &[
             (b"{not json", "not valid JSON"),
@@ -581,7 +628,7 @@ mod fuzz {
             let bytes = serde_json::to_vec(&Value::Object(body)).unwrap();
             let request = parse_request(&bytes, Endpoint::Messages).unwrap();
             let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-            let out = to_invoke(&request, model, betas.iter().map(String::as_str), &BetaFilter::default());
+            let out = to_upstream(&request, Upstream::Invoke, model, betas.iter().map(String::as_str), &BetaFilter::default());
             prop_assert_eq!(&out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
             prop_assert!(out.body.keys().all(|k| k == "anthropic_version" || k == "anthropic_beta"
                 || rules::keeps(Level::Top, k, Upstream::Invoke, model)));

@@ -5,7 +5,7 @@
 
 use bedrock_anthropic_proxy::error::ProxyError;
 use bedrock_anthropic_proxy::rules::{self, BetaPlace, Level, Upstream};
-use bedrock_anthropic_proxy::translate::{parse_request, to_invoke, BetaFilter, Endpoint, BEDROCK_ANTHROPIC_VERSION};
+use bedrock_anthropic_proxy::translate::{parse_request, to_upstream, BetaFilter, Endpoint, BEDROCK_ANTHROPIC_VERSION};
 use libfuzzer_sys::fuzz_target;
 
 const MODEL_ID: &str = "us.anthropic.claude-opus-5-5";
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     for endpoint in [Endpoint::Messages, Endpoint::CountTokens] {
         match parse_request(body, endpoint) {
             Ok(request) => {
-                let out = to_invoke(&request, MODEL_ID, std::str::from_utf8(header).ok(), &filter);
+                let out = to_upstream(&request, Upstream::Invoke, MODEL_ID, std::str::from_utf8(header).ok(), &filter);
                 let bytes: serde_json::Value = serde_json::from_slice(&out.body_bytes()).expect("valid JSON");
                 assert!(bytes.is_object());
                 assert_eq!(out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
