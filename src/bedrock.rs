@@ -151,17 +151,33 @@ impl Bedrock {
     }
 
     async fn timed<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
-        tokio::time::timeout(self.policy.timeout, call).await.map_err(|_| {
+        self.policy.timed(call).await
+    }
+
+    async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T, ProxyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProxyError>>,
+    {
+        self.policy.run(attempt).await
+    }
+}
+
+impl RetryPolicy {
+    /// Bounds one attempt by `timeout`.
+    pub async fn timed<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
             ProxyError::Timeout(format!(
                 "bedrock did not answer within {} s (UPSTREAM_TIMEOUT_SECONDS)",
-                self.policy.timeout.as_secs()
+                self.timeout.as_secs()
             ))
         })
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or runs out of attempts. Only called
-    /// before anything has been sent to the caller, so retrying is always safe.
-    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T, ProxyError>
+    /// before anything has been sent to the caller, so retrying is always safe. Both upstreams
+    /// (InvokeModel and Mantle) retry through here, so they behave alike.
+    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, ProxyError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProxyError>>,
@@ -169,8 +185,8 @@ impl Bedrock {
         let mut n = 1;
         loop {
             match attempt().await {
-                Err(e) if e.is_retryable() && n < self.policy.max_attempts => {
-                    let delay = backoff(self.policy.base_delay, n);
+                Err(e) if e.is_retryable() && n < self.max_attempts => {
+                    let delay = backoff(self.base_delay, n);
                     tracing::debug!(attempt = n, delay_ms = delay.as_millis() as u64, error = %e, "retrying bedrock call");
                     tokio::time::sleep(delay).await;
                     n += 1;
