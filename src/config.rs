@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::models::{InferenceProfile, ModelMap};
+use crate::rules::Upstream;
 
 /// Why the configuration could not be read; the message says what to set.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,11 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Origins for the local CORS layer (`CORS_ALLOW_ORIGINS`); never used inside Lambda.
     pub cors_allow_origins: Vec<String>,
+    /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
+    pub bedrock_api: Upstream,
+    /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
+    /// region's public one.
+    pub mantle_endpoint: Option<String>,
 }
 
 impl Config {
@@ -110,6 +116,18 @@ impl Config {
         let extra_beta_flags = get("EXTRA_BETA_FLAGS").map(|v| split_list(&v)).unwrap_or_default();
         let cors_allow_origins = get("CORS_ALLOW_ORIGINS").map(|v| split_list(&v)).unwrap_or_default();
 
+        let bedrock_api = match get("BEDROCK_API").as_deref() {
+            None | Some("invoke") => Upstream::Invoke,
+            Some("mantle") => Upstream::Mantle,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "BEDROCK_API must be invoke (Bedrock Runtime's InvokeModel) or mantle (Bedrock's Anthropic \
+                     Messages endpoint); got {other:?}"
+                )))
+            }
+        };
+        let mantle_endpoint = get("AWS_ENDPOINT_URL_BEDROCK_MANTLE").or_else(|| get("AWS_ENDPOINT_URL"));
+
         let listen_addr = get("LISTEN_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
@@ -133,6 +151,8 @@ impl Config {
             upstream_timeout: Duration::from_secs(number(&get, "UPSTREAM_TIMEOUT_SECONDS", 120)?.max(1)),
             ping_interval: Duration::from_millis(number(&get, "PING_INTERVAL_MS", 10_000)?.max(10)),
             cors_allow_origins,
+            bedrock_api,
+            mantle_endpoint,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod bedrock;
 pub mod config;
 pub mod error;
 pub mod heal;
+pub mod mantle;
 pub mod models;
 pub mod request_log;
 pub mod rotation;
@@ -29,6 +30,7 @@ use crate::auth::{NamedToken, RefreshPolicy, TokenSet, TokenStore};
 use crate::bedrock::{Bedrock, RetryPolicy};
 use crate::config::{Config, TokenSourceConfig};
 use crate::heal::Healer;
+use crate::mantle::Mantle;
 use crate::models::ModelResolver;
 use crate::translate::BetaFilter;
 
@@ -40,6 +42,9 @@ pub struct AppState {
     pub config: Config,
     /// Bedrock Runtime.
     pub bedrock: Bedrock,
+    /// Bedrock's Anthropic Messages endpoint: the upstream with `BEDROCK_API=mantle`, and where
+    /// tokens are counted for models Runtime's CountTokens refuses.
+    pub mantle: Mantle,
     /// The accepted bearer tokens.
     pub tokens: TokenStore,
     /// Model-name mapping.
@@ -79,14 +84,16 @@ impl AppState {
                     .build(),
             )
             .build();
-        let bedrock = Bedrock::new(
-            aws_sdk_bedrockruntime::Client::from_conf(bedrock_config),
-            RetryPolicy {
-                max_attempts: config.upstream_max_attempts,
-                base_delay: config.upstream_retry_base,
-                timeout: config.upstream_timeout,
-            },
-        );
+        let policy = RetryPolicy {
+            max_attempts: config.upstream_max_attempts,
+            base_delay: config.upstream_retry_base,
+            timeout: config.upstream_timeout,
+        };
+        let bedrock = Bedrock::new(aws_sdk_bedrockruntime::Client::from_conf(bedrock_config), policy);
+        // aws-config has no Mantle client, so its endpoint variable is read by us; a global
+        // endpoint override (tests, emulators) applies to Mantle too.
+        let mantle_endpoint = config.mantle_endpoint.as_deref().or(sdk.endpoint_url());
+        let mantle = Mantle::new(sdk, mantle_endpoint, &config.region, policy)?;
 
         let tokens = match &config.tokens {
             TokenSourceConfig::SecretsManager(secret_id) => {
@@ -121,6 +128,7 @@ impl AppState {
             betas: BetaFilter::new(config.extra_beta_flags.clone()),
             healer: Healer::default(),
             bedrock,
+            mantle,
             tokens,
             config,
         }))

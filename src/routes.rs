@@ -20,8 +20,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::ProxyError;
 use crate::heal::send_healing;
 use crate::request_log::{RequestLog, Usage};
-use crate::sse::sse_stream;
 use crate::rules::Upstream;
+use crate::sse::sse_stream;
 use crate::translate::{parse_request, to_upstream, Endpoint, MessagesRequest, UpstreamRequest};
 use crate::AppState;
 
@@ -215,22 +215,28 @@ fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all("anthropic-beta").iter().filter_map(|v| v.to_str().ok())
 }
 
-/// Resolves the model and applies the rules table: the request as Bedrock should get it.
+/// Resolves the model and applies the rules table: the request as `upstream` should get it.
 fn upstream_request(
     state: &AppState,
     request: &MessagesRequest,
     headers: &HeaderMap,
     log: &RequestLog,
+    upstream: Upstream,
 ) -> Result<UpstreamRequest, ProxyError> {
     // Claude Code's `[1m]` names ask for the 1M-token context window, which Bedrock takes as
     // a beta flag on the plain model.
     let (name, context_1m) = crate::models::split_context_suffix(&request.model);
-    let model_id = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
+    let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
+    let model_id = match upstream {
+        Upstream::Invoke => resolved,
+        // Mantle names models without a region prefix (`anthropic.claude-opus-5-5`).
+        Upstream::Mantle => crate::models::base_model_id(&resolved).to_string(),
+    };
     log.model(&request.model, &model_id, request.stream);
     let extra = context_1m.then_some(crate::models::CONTEXT_1M_BETA);
     Ok(to_upstream(
         request,
-        Upstream::Invoke,
+        upstream,
         &model_id,
         beta_headers(headers).chain(extra),
         &state.betas,
@@ -247,17 +253,29 @@ async fn messages(
     let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
     let request = parse_request(&bytes, Endpoint::Messages)?;
     drop(bytes);
-    let mut upstream = upstream_request(&state, &request, &headers, &log)?;
+    let api = state.config.bedrock_api;
+    let mut upstream = upstream_request(&state, &request, &headers, &log, api)?;
     let model_id = upstream.model_id.clone();
-    let bedrock = &state.bedrock;
+    let (bedrock, mantle, healer) = (&state.bedrock, &state.mantle, &state.healer);
 
     if request.stream {
         let ping = state.config.ping_interval;
-        let started = send_healing(&state.healer, &mut upstream, &log, |body, betas| {
-            let model_id = &model_id;
-            async move { bedrock.invoke_stream(model_id, &body, betas, ping).await }
-        })
-        .await?;
+        let started = match api {
+            Upstream::Invoke => {
+                send_healing(healer, &mut upstream, &log, |body, betas| {
+                    let model_id = &model_id;
+                    async move { bedrock.invoke_stream(model_id, &body, betas, ping).await }
+                })
+                .await?
+            }
+            Upstream::Mantle => {
+                send_healing(healer, &mut upstream, &log, |body, betas| {
+                    let log = &log;
+                    async move { mantle.messages_stream(&body, betas, ping, log).await }
+                })
+                .await?
+            }
+        };
         let stream = sse_stream(started, ping, state.config.upstream_timeout, log);
         let response = Response::builder()
             .status(StatusCode::OK)
@@ -268,11 +286,21 @@ async fn messages(
         return Ok(response);
     }
 
-    let answer = send_healing(&state.healer, &mut upstream, &log, |body, betas| {
-        let model_id = &model_id;
-        async move { bedrock.invoke(model_id, &body, betas).await }
-    })
-    .await?;
+    let answer = match api {
+        Upstream::Invoke => {
+            send_healing(healer, &mut upstream, &log, |body, betas| {
+                let model_id = &model_id;
+                async move { bedrock.invoke(model_id, &body, betas).await }
+            })
+            .await?
+        }
+        Upstream::Mantle => {
+            send_healing(healer, &mut upstream, &log, |body, betas| async move {
+                mantle.messages(&body, betas).await
+            })
+            .await?
+        }
+    };
     let (answer, usage) = crate::translate::from_bedrock_response(answer)?;
     if let Some(usage) = usage {
         log.usage(usage);
@@ -280,7 +308,9 @@ async fn messages(
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
-/// `POST /v1/messages/count_tokens`.
+/// `POST /v1/messages/count_tokens`. On InvokeModel, models Bedrock Runtime's CountTokens
+/// refuses ("AWS counts some newer Claude models only on bedrock-mantle", as Claude Code puts
+/// it) are counted on Mantle, and remembered so that the next count goes there directly.
 async fn count_tokens(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<RequestLog>,
@@ -288,33 +318,91 @@ async fn count_tokens(
     body: Body,
 ) -> Result<Response, ProxyError> {
     let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
-    let mut request = parse_request(&bytes, Endpoint::CountTokens)?;
+    let request = parse_request(&bytes, Endpoint::CountTokens)?;
     drop(bytes);
-    // CountTokens takes a complete InvokeModel body, which needs max_tokens; the value does
-    // not change the count, but it must exceed any thinking budget or Bedrock refuses it.
-    let budget = request
-        .body
-        .get("thinking")
-        .and_then(|t| t.get("budget_tokens"))
-        .and_then(Value::as_u64);
-    request
-        .body
-        .entry("max_tokens")
-        .or_insert(json!(budget.map_or(1, |b| b + 1)));
-    let mut upstream = upstream_request(&state, &request, &headers, &log)?;
-    let model_id = upstream.model_id.clone();
-    let bedrock = &state.bedrock;
-    // CountTokens reads only the body; flags for the header have no effect there.
-    let input_tokens = send_healing(&state.healer, &mut upstream, &log, |body, _betas| {
-        let model_id = &model_id;
-        async move { bedrock.count_tokens(model_id, &body).await }
-    })
-    .await?;
+    let input_tokens = match state.config.bedrock_api {
+        Upstream::Mantle => count_on_mantle(&state, &request, &headers, &log).await?,
+        Upstream::Invoke => match count_on_runtime(&state, &request, &headers, &log).await {
+            Ok(n) => n,
+            Err(RuntimeCount::NotCounted(model_id)) => {
+                state.mantle.count_here_from_now_on(&model_id);
+                count_on_mantle(&state, &request, &headers, &log).await?
+            }
+            Err(RuntimeCount::CountedOnMantle) => count_on_mantle(&state, &request, &headers, &log).await?,
+            Err(RuntimeCount::Failed(e)) => return Err(e),
+        },
+    };
     log.usage(Usage {
         input: input_tokens,
         ..Usage::default()
     });
     Ok(Json(json!({ "input_tokens": input_tokens })).into_response())
+}
+
+/// Why Bedrock Runtime gave no count.
+enum RuntimeCount {
+    /// Runtime does not count this model (its ID is given).
+    NotCounted(String),
+    /// An earlier request learned that this model is counted on Mantle.
+    CountedOnMantle,
+    /// Any other failure, for the caller.
+    Failed(ProxyError),
+}
+
+async fn count_on_runtime(
+    state: &AppState,
+    request: &MessagesRequest,
+    headers: &HeaderMap,
+    log: &RequestLog,
+) -> Result<u64, RuntimeCount> {
+    let mut upstream =
+        upstream_request(state, request, headers, log, Upstream::Invoke).map_err(RuntimeCount::Failed)?;
+    // CountTokens takes a complete InvokeModel body, which needs max_tokens; the value does
+    // not change the count, but it must exceed any thinking budget or Bedrock refuses it.
+    let budget = upstream
+        .body
+        .get("thinking")
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64);
+    upstream
+        .body
+        .entry("max_tokens")
+        .or_insert(json!(budget.map_or(1, |b| b + 1)));
+    let model_id = upstream.model_id.clone();
+    if state.mantle.counts(&model_id) {
+        return Err(RuntimeCount::CountedOnMantle);
+    }
+    let bedrock = &state.bedrock;
+    // CountTokens reads only the body; flags for the header have no effect there.
+    let counted = send_healing(&state.healer, &mut upstream, log, |body, _betas| {
+        let model_id = &model_id;
+        async move { bedrock.count_tokens(model_id, &body).await }
+    })
+    .await;
+    match counted {
+        Ok(n) => Ok(n),
+        Err(e) if runtime_does_not_count(&e) => Err(RuntimeCount::NotCounted(model_id)),
+        Err(e) => Err(RuntimeCount::Failed(e)),
+    }
+}
+
+/// Bedrock Runtime's refusal of a model it does not count (pydantic-ai#4001, bifrost#2169).
+fn runtime_does_not_count(error: &ProxyError) -> bool {
+    matches!(error, ProxyError::InvalidRequest(m) if m.contains("doesn't support counting tokens"))
+}
+
+async fn count_on_mantle(
+    state: &AppState,
+    request: &MessagesRequest,
+    headers: &HeaderMap,
+    log: &RequestLog,
+) -> Result<u64, ProxyError> {
+    let mut upstream = upstream_request(state, request, headers, log, Upstream::Mantle)?;
+    let mantle = &state.mantle;
+    send_healing(&state.healer, &mut upstream, log, |body, betas| async move {
+        mantle.count_tokens(&body, betas).await
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
