@@ -36,6 +36,10 @@ pub const SIGNING_NAME: &str = "bedrock-mantle";
 /// The `anthropic-version` Mantle takes, as the first-party API does.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// Where Claude Code's own Mantle client sends messages (the `beta` query is the Anthropic SDK's
+/// beta client's marker).
+const MESSAGES_PATH: &str = "/anthropic/v1/messages?beta=true";
+
 /// Credentials are fetched again this long before they expire.
 const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
@@ -86,7 +90,7 @@ impl Mantle {
     pub async fn messages(&self, body: &[u8], betas: Option<String>) -> Result<Bytes, ProxyError> {
         self.policy
             .run(|| async {
-                let response = self.send("/anthropic/v1/messages", body, betas.as_deref()).await?;
+                let response = self.send(MESSAGES_PATH, body, betas.as_deref()).await?;
                 let collected = self.policy.timed(response.into_body().collect()).await?;
                 collected
                     .map(|c| c.to_bytes())
@@ -107,7 +111,7 @@ impl Mantle {
     ) -> Result<StartedStream, ProxyError> {
         self.policy
             .run(|| async {
-                let response = self.send("/anthropic/v1/messages", body, betas.as_deref()).await?;
+                let response = self.send(MESSAGES_PATH, body, betas.as_deref()).await?;
                 let mut rest = events(response.into_body(), log.clone());
                 match tokio::time::timeout(first_event_wait, rest.next()).await {
                     Ok(Some(Err(e))) => Err(e),
@@ -132,7 +136,7 @@ impl Mantle {
         self.policy
             .run(|| async {
                 let response = self
-                    .send("/anthropic/v1/messages/count_tokens", body, betas.as_deref())
+                    .send("/anthropic/v1/messages/count_tokens?beta=true", body, betas.as_deref())
                     .await?;
                 let collected = self.policy.timed(response.into_body().collect()).await?;
                 let bytes = collected

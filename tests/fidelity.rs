@@ -84,24 +84,31 @@ fn compare_blocks(diff: &mut Diff, what: &str, ours: &Value, theirs: &Value) {
     }
 }
 
-fn compare(sent: &Value, pair: &Value) -> Vec<String> {
+/// The upstreams a pair records, with the operation name the emulator logs for each.
+const UPSTREAMS: &[(&str, &str, &str)] = &[
+    // (part of the pair, BEDROCK_API, operation in the emulator's log)
+    ("bedrock", "invoke", "invoke-with-response-stream"),
+    ("mantle", "mantle", "mantle-messages"),
+];
+
+/// Compares what the proxy sent (the emulator's log entry) with `part` (`bedrock` or `mantle`)
+/// of a recorded pair.
+fn compare(sent: &Value, pair: &Value, part: &str) -> Vec<String> {
     let mut diff = Diff(Vec::new());
-    let bedrock = &pair["bedrock"];
-    let theirs = &bedrock["body"];
+    let recorded = &pair[part];
+    let theirs = &recorded["body"];
     let ours = &sent["body"];
 
-    let path = bedrock["path"].as_str().expect("bedrock.path");
-    let model_id = path.trim_start_matches("/model/").split('/').next().unwrap_or_default();
-    diff.check(
-        "model id in the URL",
-        sent["model_id"].as_str().unwrap_or_default(),
-        model_id,
-    );
-    diff.check(
-        "operation",
-        sent["operation"].as_str().unwrap_or_default(),
-        path.rsplit('/').next().unwrap_or_default(),
-    );
+    let path = recorded["path"].as_str().expect("path");
+    let (model_id, operation) = match part {
+        "bedrock" => (
+            path.trim_start_matches("/model/").split('/').next().unwrap_or_default(),
+            path.rsplit('/').next().unwrap_or_default(),
+        ),
+        _ => (theirs["model"].as_str().unwrap_or_default(), "mantle-messages"),
+    };
+    diff.check("model id", sent["model_id"].as_str().unwrap_or_default(), model_id);
+    diff.check("operation", sent["operation"].as_str().unwrap_or_default(), operation);
     diff.check("top-level keys", keys(ours), keys(theirs));
 
     let without_aws_only =
@@ -114,10 +121,17 @@ fn compare(sent: &Value, pair: &Value) -> Vec<String> {
     diff.check(
         "anthropic-beta header",
         without_aws_only(flags(sent["headers"].get("anthropic-beta"))),
-        without_aws_only(flags(bedrock["headers"].get("anthropic-beta"))),
+        without_aws_only(flags(recorded["headers"].get("anthropic-beta"))),
     );
 
-    for key in ["thinking", "output_config", "anthropic_version", "max_tokens"] {
+    for key in [
+        "thinking",
+        "output_config",
+        "anthropic_version",
+        "max_tokens",
+        "stream",
+        "context_management",
+    ] {
         diff.check(key, &ours[key], &theirs[key]);
     }
     diff.check("metadata keys", keys(&ours["metadata"]), keys(&theirs["metadata"]));
@@ -178,7 +192,7 @@ fn compare(sent: &Value, pair: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn every_recorded_first_party_request_reaches_bedrock_as_claude_code_sends_it() {
+async fn every_recorded_first_party_request_reaches_bedrock_and_mantle_as_claude_code_sends_it() {
     let files = pairs();
     assert!(
         files.len() >= 2,
@@ -188,35 +202,44 @@ async fn every_recorded_first_party_request_reaches_bedrock_as_claude_code_sends
     for file in &files {
         let pair: Value = serde_json::from_slice(&std::fs::read(file).expect("readable")).expect("JSON");
         let first = &pair["first_party"];
-        let h = harness(&[]).await;
-        let mut request = axum::http::Request::builder()
-            .method(first["method"].as_str().unwrap_or("POST"))
-            .uri(first["path"].as_str().expect("first_party.path"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-type", "application/json");
-        for (name, value) in first["headers"].as_object().expect("first_party.headers") {
-            request = request.header(name.as_str(), value.as_str().expect("string header"));
-        }
-        let reply = send(&h.app, request.body(Body::from(first["body"].to_string())).unwrap()).await;
-        let name = file
-            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-            .unwrap_or(file)
-            .display()
-            .to_string();
-        let logged = h.emulator.requests();
-        // Zero rejections: one request, answered 200, never a 400 followed by a retry.
-        if reply.status != 200 || logged.len() != 1 || logged[0]["status"] != 200 {
-            failures.push(format!(
-                "{name}: status {}, emulator saw {:?}: {}",
-                reply.status,
-                logged.iter().map(|r| r["status"].clone()).collect::<Vec<_>>(),
-                reply.text()
-            ));
-            continue;
-        }
-        let diffs = compare(&logged[0], &pair);
-        if !diffs.is_empty() {
-            failures.push(format!("{name}:\n  {}", diffs.join("\n  ")));
+        for (part, api, operation) in UPSTREAMS {
+            let h = harness(&[("BEDROCK_API", api)]).await;
+            let mut request = axum::http::Request::builder()
+                .method(first["method"].as_str().unwrap_or("POST"))
+                .uri(first["path"].as_str().expect("first_party.path"))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .header("content-type", "application/json");
+            for (name, value) in first["headers"].as_object().expect("first_party.headers") {
+                request = request.header(name.as_str(), value.as_str().expect("string header"));
+            }
+            let reply = send(&h.app, request.body(Body::from(first["body"].to_string())).unwrap()).await;
+            let name = file
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            let logged = h.emulator.requests();
+            // Zero rejections: one request, answered 200, never a 400 followed by a retry.
+            if reply.status != 200
+                || logged.len() != 1
+                || logged[0]["status"] != 200
+                || logged[0]["operation"] != *operation
+            {
+                failures.push(format!(
+                    "{name} ({part}): status {}, emulator saw {:?}: {}",
+                    reply.status,
+                    logged
+                        .iter()
+                        .map(|r| (r["operation"].clone(), r["status"].clone()))
+                        .collect::<Vec<_>>(),
+                    reply.text()
+                ));
+                continue;
+            }
+            let diffs = compare(&logged[0], &pair, part);
+            if !diffs.is_empty() {
+                failures.push(format!("{name} ({part}):\n  {}", diffs.join("\n  ")));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -236,7 +259,7 @@ fn the_comparison_sees_a_difference_in_every_checked_part() {
         "headers": bedrock["headers"],
         "body": bedrock["body"],
     });
-    assert_eq!(compare(&faithful, &pair), Vec::<String>::new());
+    assert_eq!(compare(&faithful, &pair, "bedrock"), Vec::<String>::new());
     type Mutation = Box<dyn Fn(&mut Value)>;
     let mutations: Vec<(&str, Mutation)> = vec![
         ("model", Box::new(|v| v["model_id"] = "us.anthropic.claude-x".into())),
@@ -286,7 +309,10 @@ fn the_comparison_sees_a_difference_in_every_checked_part() {
     for (what, mutate) in mutations {
         let mut sent = faithful.clone();
         mutate(&mut sent);
-        assert!(!compare(&sent, &pair).is_empty(), "a change to {what} went unseen");
+        assert!(
+            !compare(&sent, &pair, "bedrock").is_empty(),
+            "a change to {what} went unseen"
+        );
     }
 }
 
