@@ -95,6 +95,14 @@ impl BedrockError {
         Self::validation("The provided model identifier is invalid.")
     }
 
+    /// The 400 Runtime's CountTokens answers for a model it does not count: inference
+    /// profiles and the models AWS counts only on Mantle (see
+    /// [`crate::validate::runtime_counts_tokens`]). Wording from pydantic/pydantic-ai#4001
+    /// and maximhq/bifrost#2169.
+    pub fn cannot_count_tokens() -> Self {
+        Self::validation("The provided model doesn't support counting tokens.")
+    }
+
     /// A 403 for a request the SDK did not sign: the proxy must never send one.
     pub fn missing_signature() -> Self {
         Self {

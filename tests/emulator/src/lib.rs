@@ -1,12 +1,19 @@
-//! A Bedrock Runtime emulator for tests: InvokeModel, InvokeModelWithResponseStream and
-//! CountTokens for Claude, on the wire exactly as the AWS SDK expects them (rest-json
-//! errors, event-stream frames), with test directives in the prompt (see [`scenario`])
-//! and `/_emulator/*` routes to inspect what arrived.
+//! An Amazon Bedrock emulator for tests, on one port:
+//! - Bedrock Runtime's InvokeModel, InvokeModelWithResponseStream and CountTokens for
+//!   Claude, on the wire exactly as the AWS SDK expects them (rest-json errors,
+//!   event-stream frames);
+//! - Bedrock's Anthropic Messages endpoint ("Mantle"): `/anthropic/v1/messages` (JSON or
+//!   Anthropic SSE) and `/anthropic/v1/messages/count_tokens`, SigV4-signed for
+//!   `bedrock-mantle`, with Anthropic-shaped errors (see [`mantle`]);
+//!
+//! with test directives in the prompt (see [`scenario`]) and `/_emulator/*` routes to
+//! inspect what arrived.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let emulator = bedrock_emulator::spawn().await?;
-//! // AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<emulator.url()> for the proxy under test
+//! // AWS_ENDPOINT_URL_BEDROCK_RUNTIME=<emulator.url()> and
+//! // AWS_ENDPOINT_URL_BEDROCK_MANTLE=<emulator.url()> for the proxy under test
 //! println!("{}", emulator.url());
 //! # Ok(()) }
 //! ```
@@ -14,13 +21,17 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod anthropic_error;
 pub mod captures;
 pub mod error;
 pub mod frames;
 pub mod ids;
+pub mod mantle;
 pub mod routes;
 pub mod scenario;
+pub mod sse;
 pub mod state;
+pub mod stream;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -51,7 +62,8 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// The base URL, e.g. `http://127.0.0.1:41234`, for `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`.
+    /// The base URL, e.g. `http://127.0.0.1:41234`, for `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`
+    /// and `AWS_ENDPOINT_URL_BEDROCK_MANTLE` alike.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -61,7 +73,7 @@ impl Emulator {
         self.addr
     }
 
-    /// The logged Bedrock requests, oldest first (as `GET /_emulator/requests`).
+    /// The logged Runtime and Mantle requests, oldest first (as `GET /_emulator/requests`).
     pub fn requests(&self) -> Vec<Value> {
         self.state.requests()
     }
@@ -83,12 +95,19 @@ impl Drop for Emulator {
     }
 }
 
+/// Learns what Runtime and Mantle accept from the captured requests, once per process.
+/// Called before serving, so a broken capture fails the test or process that starts the
+/// emulator rather than every request with a 500.
+pub fn learn_rules() -> Result<(), String> {
+    validate::rules()?;
+    mantle::rules()?;
+    Ok(())
+}
+
 /// Binds `127.0.0.1:0` and serves in a background task. Fails if the captured requests
 /// the validation rules are learned from cannot be read.
 pub async fn spawn() -> std::io::Result<Emulator> {
-    // Learn the rules now, so a broken capture fails the test that starts the emulator
-    // rather than every request with a 500.
-    validate::rules().map_err(std::io::Error::other)?;
+    learn_rules().map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let state = Arc::new(State::default());
@@ -99,7 +118,7 @@ pub async fn spawn() -> std::io::Result<Emulator> {
 /// Serves on `listener` until the task is dropped. Returns at once, with a message on
 /// stderr, if the captured requests the validation rules are learned from cannot be read.
 pub async fn serve(listener: TcpListener) {
-    if let Err(error) = validate::rules() {
+    if let Err(error) = learn_rules() {
         eprintln!("bedrock-emulator: cannot learn Bedrock's rules: {error}");
         return;
     }

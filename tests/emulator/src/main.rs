@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
         }
     };
     // Before LISTENING: a parent waiting for that line should see this failure instead.
-    if let Err(error) = bedrock_emulator::validate::rules() {
+    if let Err(error) = bedrock_emulator::learn_rules() {
         eprintln!("bedrock-emulator: cannot learn Bedrock's rules: {error}");
         return ExitCode::FAILURE;
     }

@@ -1,39 +1,33 @@
-//! The HTTP surface: Bedrock's InvokeModel, InvokeModelWithResponseStream and
-//! CountTokens operations, plus the `/_emulator/*` routes tests use to look inside.
+//! The HTTP surface: Bedrock Runtime's InvokeModel, InvokeModelWithResponseStream and
+//! CountTokens operations; Bedrock's Anthropic Messages endpoint ("Mantle",
+//! `/anthropic/v1/messages` and `/anthropic/v1/messages/count_tokens`, whose paths do not
+//! collide with Runtime's); and the `/_emulator/*` routes tests use to look inside.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use futures_util::Stream;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-use crate::answer::{self, Answer, Planned};
+use crate::answer::{self, Answer};
+use crate::anthropic_error::AnthropicError;
 use crate::error::BedrockError;
-use crate::frames;
 use crate::ids;
+use crate::mantle::{self, Endpoint};
 use crate::scenario::Scenario;
-use crate::state::{State, StreamGuard};
+use crate::state::State;
+use crate::stream::{self, Wire};
 use crate::validate::{self, ModelRef};
 
 /// Bedrock takes bodies up to 25 MB; CountTokens wraps one in base64 (4/3 larger).
 const MAX_BODY_BYTES: usize = 34_000_000;
-
-/// Small on purpose: the producer should block on a slow reader rather than run
-/// ahead, as Bedrock's model does not outpace the connection by much either.
-const FRAME_CHANNEL_CAPACITY: usize = 4;
-
-type Frame = Result<Bytes, io::Error>;
 
 /// The name `fail_first` and `error` take, in place of an exception, for `emulator:close`.
 pub const CLOSE: &str = "close";
@@ -65,6 +59,9 @@ pub fn app(state: Arc<State>) -> Router {
             post(invoke_with_response_stream),
         )
         .route("/model/{model_id}/count-tokens", post(count_tokens))
+        // Any query string matches too: Claude Code sends `?beta=true`.
+        .route("/anthropic/v1/messages", post(mantle_messages))
+        .route("/anthropic/v1/messages/count_tokens", post(mantle_count_tokens))
         .route("/_emulator/requests", get(list_requests).delete(clear_requests))
         .route("/_emulator/stats", get(stats))
         .fallback(unknown_operation)
@@ -77,6 +74,8 @@ enum Operation {
     Invoke,
     InvokeStream,
     CountTokens,
+    MantleMessages,
+    MantleCountTokens,
 }
 
 impl Operation {
@@ -85,21 +84,31 @@ impl Operation {
             Self::Invoke => "invoke",
             Self::InvokeStream => "invoke-with-response-stream",
             Self::CountTokens => "count-tokens",
+            Self::MantleMessages => "mantle-messages",
+            Self::MantleCountTokens => "mantle-count-tokens",
         }
+    }
+
+    /// Mantle answers errors in the Anthropic API's shape, Runtime in Bedrock's.
+    fn is_mantle(self) -> bool {
+        matches!(self, Self::MantleMessages | Self::MantleCountTokens)
     }
 }
 
-/// One Bedrock request on its way through, remembered for the request log.
+/// One request on its way through, remembered for the request log.
 struct Call {
     operation: Operation,
-    model_id: String,
+    /// Runtime: the URI's model id. Mantle: the body's `model` (null if there is none).
+    model_id: Value,
+    /// Path and query as received, e.g. `/anthropic/v1/messages?beta=true`.
+    path: String,
     headers: Value,
     body: Value,
     started: Instant,
 }
 
 impl Call {
-    fn new(operation: Operation, model_id: String, headers: &HeaderMap, raw_body: &[u8]) -> Self {
+    fn new(operation: Operation, model_id: Value, uri: &Uri, headers: &HeaderMap, raw_body: &[u8]) -> Self {
         let headers: Map<String, Value> = headers
             .iter()
             .map(|(name, value)| {
@@ -113,10 +122,20 @@ impl Call {
         Self {
             operation,
             model_id,
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_owned(), ToString::to_string),
             headers: Value::Object(headers),
             body,
             started: Instant::now(),
         }
+    }
+
+    /// A Mantle call: the model is the body's.
+    fn mantle(operation: Operation, uri: &Uri, headers: &HeaderMap, raw_body: &[u8]) -> Self {
+        let mut call = Self::new(operation, Value::Null, uri, headers, raw_body);
+        call.model_id = call.body.get("model").cloned().unwrap_or(Value::Null);
+        call
     }
 
     /// Logs the request with the status it got; `None` for one never answered (`hang`).
@@ -124,15 +143,48 @@ impl Call {
         state.record(json!({
             "operation": self.operation.name(),
             "model_id": self.model_id,
+            "path": self.path,
             "body": self.body,
             "status": status.map(|status| status.as_u16()),
             "headers": self.headers,
         }));
     }
 
+    /// Answers with a Bedrock exception (Runtime's shape).
     fn fail(&self, state: &State, error: BedrockError) -> Response {
         self.record(state, Some(error.status));
         error.into_response()
+    }
+
+    /// Answers with an Anthropic-shaped error (Mantle's shape).
+    fn refuse(&self, state: &State, error: AnthropicError) -> Response {
+        self.record(state, Some(error.status));
+        error.into_response()
+    }
+
+    /// The error a directive names, in this operation's shape.
+    fn fail_named(&self, state: &State, name: &str) -> Response {
+        if self.operation.is_mantle() {
+            self.refuse(state, AnthropicError::named(name))
+        } else {
+            self.fail(state, BedrockError::named(name))
+        }
+    }
+
+    /// The emulator's own failure (not the request's), in this operation's shape.
+    fn internal(&self, state: &State, message: &str) -> Response {
+        if self.operation.is_mantle() {
+            self.refuse(state, AnthropicError::internal(message))
+        } else {
+            self.fail(
+                state,
+                BedrockError {
+                    name: "InternalServerException".to_owned(),
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: message.to_owned(),
+                },
+            )
+        }
     }
 }
 
@@ -141,15 +193,21 @@ impl Call {
 fn admit(
     operation: Operation,
     model_id: String,
+    uri: &Uri,
     headers: &HeaderMap,
     raw_body: &[u8],
 ) -> (Call, Result<(ModelRef, Value), BedrockError>) {
-    let mut call = Call::new(operation, model_id, headers, raw_body);
-    let admitted = check(&mut call, headers, raw_body);
+    let mut call = Call::new(operation, Value::String(model_id.clone()), uri, headers, raw_body);
+    let admitted = check(&mut call, &model_id, headers, raw_body);
     (call, admitted)
 }
 
-fn check(call: &mut Call, headers: &HeaderMap, raw_body: &[u8]) -> Result<(ModelRef, Value), BedrockError> {
+fn check(
+    call: &mut Call,
+    model_id: &str,
+    headers: &HeaderMap,
+    raw_body: &[u8],
+) -> Result<(ModelRef, Value), BedrockError> {
     let signed = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -157,13 +215,8 @@ fn check(call: &mut Call, headers: &HeaderMap, raw_body: &[u8]) -> Result<(Model
     if !signed {
         return Err(BedrockError::missing_signature());
     }
-    let model = validate::model_id(&call.model_id)?;
-    // The header may be repeated; each occurrence is a comma-separated list.
-    let header_betas: Vec<String> = headers
-        .get_all("anthropic-beta")
-        .iter()
-        .flat_map(|value| validate::beta_flags(&String::from_utf8_lossy(value.as_bytes())))
-        .collect();
+    let model = validate::model_id(model_id)?;
+    let header_betas = validate::header_betas(headers);
     let context = validate::Context {
         model: &model,
         header_betas: &header_betas,
@@ -172,10 +225,9 @@ fn check(call: &mut Call, headers: &HeaderMap, raw_body: &[u8]) -> Result<(Model
         let body = validate::body(raw_body, context)?;
         return Ok((model, body));
     }
-    // Reported Bedrock behaviour: CountTokens refuses cross-region profile ids, so the
-    // proxy must retry with the base id.
-    if model.profile.is_some() && !call.model_id.starts_with("arn:") {
-        return Err(BedrockError::invalid_model());
+    // Before the body, as a model that cannot be counted fails whatever the body says.
+    if !validate::runtime_counts_tokens(&model) {
+        return Err(BedrockError::cannot_count_tokens());
     }
     let inner = count_tokens_input(raw_body)?;
     // The log shows the InvokeModel body, the part a test wants to assert on.
@@ -203,8 +255,8 @@ fn count_tokens_input(raw_body: &[u8]) -> Result<Vec<u8>, BedrockError> {
 
 /// What a directive puts in place of the answer.
 enum Fault {
-    /// A Bedrock exception, before any frame.
-    Exception(BedrockError),
+    /// The named exception before any frame, in the operation's error shape.
+    Exception(String),
     /// The connection closed with no response.
     Close,
 }
@@ -214,7 +266,7 @@ impl Fault {
         if name == CLOSE {
             Self::Close
         } else {
-            Self::Exception(BedrockError::named(name))
+            Self::Exception(name.to_owned())
         }
     }
 }
@@ -233,10 +285,20 @@ fn scripted_fault(state: &State, scenario: &Scenario) -> Option<Fault> {
         .then(|| Fault::named(&fail_first.exception))
 }
 
-/// Answers with the fault: an exception response, or no response at all.
+/// The fault of a count-tokens call: only `close` and `error`. `fail_first` is left to
+/// the operations that answer, so a count does not use up a test's failures.
+fn counting_fault(scenario: &Scenario) -> Option<Fault> {
+    if scenario.close {
+        Some(Fault::Close)
+    } else {
+        scenario.error.as_deref().map(Fault::named)
+    }
+}
+
+/// Answers with the fault: an error response, or no response at all.
 async fn fail_with(call: &Call, state: &State, fault: Fault, closer: Option<Extension<ConnectionCloser>>) -> Response {
     match fault {
-        Fault::Exception(error) => call.fail(state, error),
+        Fault::Exception(name) => call.fail_named(state, &name),
         Fault::Close => close(call, state, closer).await,
     }
 }
@@ -253,14 +315,7 @@ async fn hang(call: &Call, state: &State) -> Response {
 async fn close(call: &Call, state: &State, closer: Option<Extension<ConnectionCloser>>) -> Response {
     let Some(Extension(closer)) = closer else {
         // Only the emulator's own accept loop can drop a connection from a handler.
-        return call.fail(
-            state,
-            BedrockError {
-                name: "InternalServerException".to_owned(),
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: "emulator: close needs bedrock_emulator::serve or spawn".to_owned(),
-            },
-        );
+        return call.internal(state, "emulator: close needs bedrock_emulator::serve or spawn");
     };
     call.record(state, None);
     closer.close();
@@ -268,7 +323,7 @@ async fn close(call: &Call, state: &State, closer: Option<Extension<ConnectionCl
     std::future::pending().await
 }
 
-/// The headers of a streamed answer, before its first frame.
+/// The headers of a Runtime streamed answer, before its first frame.
 fn stream_headers() -> [(&'static str, String); 3] {
     [
         (
@@ -280,15 +335,25 @@ fn stream_headers() -> [(&'static str, String); 3] {
     ]
 }
 
+/// The headers of a Mantle streamed answer, before its first event.
+fn sse_headers() -> [(&'static str, String); 3] {
+    [
+        (header::CONTENT_TYPE.as_str(), "text/event-stream".to_owned()),
+        (header::CACHE_CONTROL.as_str(), "no-cache".to_owned()),
+        ("x-amzn-requestid", ids::request_id()),
+    ]
+}
+
 async fn invoke(
     Shared(state): Shared<Arc<State>>,
     Path(model_id): Path<String>,
     closer: Option<Extension<ConnectionCloser>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     state.count_request();
-    let (call, admitted) = admit(Operation::Invoke, model_id, &headers, &body);
+    let (call, admitted) = admit(Operation::Invoke, model_id, &uri, &headers, &body);
     let (model, body) = match admitted {
         Ok(admitted) => admitted,
         Err(error) => return call.fail(&state, error),
@@ -321,11 +386,12 @@ async fn invoke_with_response_stream(
     Shared(state): Shared<Arc<State>>,
     Path(model_id): Path<String>,
     closer: Option<Extension<ConnectionCloser>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     state.count_request();
-    let (call, admitted) = admit(Operation::InvokeStream, model_id, &headers, &body);
+    let (call, admitted) = admit(Operation::InvokeStream, model_id, &uri, &headers, &body);
     let (model, body) = match admitted {
         Ok(admitted) => admitted,
         Err(error) => return call.fail(&state, error),
@@ -337,23 +403,12 @@ async fn invoke_with_response_stream(
     if let Some(fault) = scripted_fault(&state, &scenario) {
         return fail_with(&call, &state, fault, closer).await;
     }
+    call.record(&state, Some(StatusCode::OK));
     if scenario.empty_stream {
-        call.record(&state, Some(StatusCode::OK));
-        // A stream body of unknown length, so hyper sends chunked encoding and then at
-        // once its terminating chunk: a well-formed body with zero frames.
-        let body = Body::from_stream(futures_util::stream::empty::<Frame>());
-        return (stream_headers(), body).into_response();
+        return (stream_headers(), stream::empty_body()).into_response();
     }
     let answer = Answer::plan(&body, &scenario, &model.model);
-    call.record(&state, Some(StatusCode::OK));
-
-    let (sender, receiver) = mpsc::channel(FRAME_CHANNEL_CAPACITY);
-    tokio::spawn(produce(sender, answer, scenario, call.started));
-    let body = Body::from_stream(FrameStream {
-        receiver,
-        guard: StreamGuard::open(state),
-        held_error: None,
-    });
+    let body = stream::body(state, Wire::EventStream, answer, scenario, call.started);
     (stream_headers(), body).into_response()
 }
 
@@ -361,29 +416,24 @@ async fn count_tokens(
     Shared(state): Shared<Arc<State>>,
     Path(model_id): Path<String>,
     closer: Option<Extension<ConnectionCloser>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     state.count_request();
-    let (call, admitted) = admit(Operation::CountTokens, model_id, &headers, &body);
+    let (call, admitted) = admit(Operation::CountTokens, model_id, &uri, &headers, &body);
     let (_model, body) = match admitted {
         Ok(admitted) => admitted,
         Err(error) => return call.fail(&state, error),
     };
     // Only the directives that make sense without an answer (`error`, `close`, `hang`,
-    // `first_delay_ms`); `fail_first` is left to
-    // the invoke operations so a count_tokens call does not use up a test's failures.
+    // `first_delay_ms`).
     let scenario = Scenario::from_body(&body);
     if scenario.hang {
         return hang(&call, &state).await;
     }
     tokio::time::sleep(scenario.first_delay).await;
-    let fault = if scenario.close {
-        Some(Fault::Close)
-    } else {
-        scenario.error.as_deref().map(Fault::named)
-    };
-    if let Some(fault) = fault {
+    if let Some(fault) = counting_fault(&scenario) {
         return fail_with(&call, &state, fault, closer).await;
     }
     call.record(&state, Some(StatusCode::OK));
@@ -391,118 +441,73 @@ async fn count_tokens(
     (headers, Json(json!({ "inputTokens": answer::input_tokens(&body) }))).into_response()
 }
 
-/// The streaming body: frames from the producer task, with the guard that tells a
-/// finished stream from one the client abandoned.
-struct FrameStream {
-    receiver: mpsc::Receiver<Frame>,
-    guard: StreamGuard,
-    /// The `cut_after` error, held back for one poll (see `poll_next`).
-    held_error: Option<io::Error>,
-}
-
-impl Stream for FrameStream {
-    type Item = Frame;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
-        if let Some(error) = self.held_error.take() {
-            self.guard.finish();
-            return Poll::Ready(Some(Err(error)));
-        }
-        let item = ready!(self.receiver.poll_recv(cx));
-        // Hyper discards what it has not flushed when the body fails, and it flushes
-        // when the body is pending: so pend once before the error, or the frames sent
-        // just before a `cut_after` would never reach the client.
-        if let Some(Err(error)) = item {
-            self.held_error = Some(error);
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        // The producer wrote all it meant to, so the drop that follows is not a cancel.
-        if item.is_none() {
-            self.guard.finish();
-        }
-        Poll::Ready(item)
+/// Mantle's Messages: the Anthropic message as JSON, or as SSE with `"stream": true`.
+/// The directives act as on the Runtime side, with Anthropic-shaped errors.
+async fn mantle_messages(
+    Shared(state): Shared<Arc<State>>,
+    closer: Option<Extension<ConnectionCloser>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.count_request();
+    let call = Call::mantle(Operation::MantleMessages, &uri, &headers, &body);
+    let (model, body) = match mantle::admit(Endpoint::Messages, &headers, &body) {
+        Ok(admitted) => admitted,
+        Err(error) => return call.refuse(&state, error),
+    };
+    let scenario = Scenario::from_body(&body);
+    if scenario.hang {
+        return hang(&call, &state).await;
     }
-}
-
-/// What ends a stream early, and after how many chunk frames.
-enum Interruption {
-    Exception(String),
-    Garbage,
-    Cut,
-}
-
-fn interruption(scenario: &Scenario) -> Option<(usize, Interruption)> {
-    let candidates = [
-        scenario
-            .stream_exception_after
-            .clone()
-            .map(|(after, kind)| (after, Interruption::Exception(kind))),
-        scenario.garbage_after.map(|after| (after, Interruption::Garbage)),
-        scenario.cut_after.map(|after| (after, Interruption::Cut)),
-    ];
-    candidates.into_iter().flatten().min_by_key(|(after, _)| *after)
-}
-
-/// Sleeps unless the body is dropped first; false when nobody is listening any more.
-async fn pause(sender: &mpsc::Sender<Frame>, duration: Duration) -> bool {
-    if duration.is_zero() {
-        return !sender.is_closed();
+    let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
+    // As on the Runtime side: a stream sends its headers at once and waits before the
+    // first event; a single answer waits before anything.
+    if !streamed {
+        tokio::time::sleep(scenario.first_delay).await;
     }
-    tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        () = sender.closed() => false,
+    if let Some(fault) = scripted_fault(&state, &scenario) {
+        return fail_with(&call, &state, fault, closer).await;
     }
+    call.record(&state, Some(StatusCode::OK));
+    let answer = Answer::plan(&body, &scenario, &model.model);
+    if !streamed {
+        let headers = [("x-amzn-requestid", ids::request_id())];
+        return (headers, Json(answer.message())).into_response();
+    }
+    if scenario.empty_stream {
+        return (sse_headers(), stream::empty_body()).into_response();
+    }
+    let body = stream::body(state, Wire::Sse, answer, scenario, call.started);
+    (sse_headers(), body).into_response()
 }
 
-/// Writes the frames of one streamed answer, each handed to hyper as soon as it exists.
-/// Stops as soon as the body is dropped, like Bedrock stops billing a closed stream.
-async fn produce(sender: mpsc::Sender<Frame>, answer: Answer, scenario: Scenario, started: Instant) {
-    let events = answer.events();
-    let interruption = interruption(&scenario).map(|(after, what)| (after.min(events.len()), what));
-    let mut first_byte_latency = None;
-    for seq in 0..=events.len() {
-        let interrupt_here = matches!(&interruption, Some((after, _)) if *after == seq);
-        if seq == events.len() && !interrupt_here {
-            return;
-        }
-        let wait = if seq == 0 { scenario.first_delay } else { scenario.delay };
-        if !pause(&sender, wait).await {
-            return;
-        }
-        let frame = match &interruption {
-            Some((after, what)) if *after == seq => match what {
-                Interruption::Exception(kind) => frames::exception(kind, frames::exception_message(kind)),
-                Interruption::Garbage => frames::garbage(seq),
-                Interruption::Cut => {
-                    // An error from the body makes hyper drop the connection without
-                    // the final empty chunk: the client sees a truncated body.
-                    let _ = sender.send(Err(io::Error::other("emulator: cut_after"))).await;
-                    return;
-                }
-            },
-            _ => {
-                let Some(planned) = events.get(seq) else {
-                    return;
-                };
-                let first_byte = *first_byte_latency.get_or_insert_with(|| started.elapsed().as_millis());
-                let event = match planned {
-                    Planned::Ready(event) => event.clone(),
-                    Planned::StampedDelta { index } => answer::stamped_delta(*index),
-                    Planned::MessageStop => answer::message_stop(&answer, started.elapsed().as_millis(), first_byte),
-                };
-                frames::chunk(&event, seq)
-            }
-        };
-        let frame = frame.map_err(io::Error::other);
-        let failed = frame.is_err();
-        if sender.send(frame).await.is_err() || failed {
-            return;
-        }
-        if interrupt_here {
-            return;
-        }
+/// Mantle's count_tokens: `{"input_tokens": N}` for every model it serves (the point of
+/// counting on Mantle: Runtime refuses the newer models). Directives as Runtime's count.
+async fn mantle_count_tokens(
+    Shared(state): Shared<Arc<State>>,
+    closer: Option<Extension<ConnectionCloser>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.count_request();
+    let call = Call::mantle(Operation::MantleCountTokens, &uri, &headers, &body);
+    let body = match mantle::admit(Endpoint::CountTokens, &headers, &body) {
+        Ok((_model, body)) => body,
+        Err(error) => return call.refuse(&state, error),
+    };
+    let scenario = Scenario::from_body(&body);
+    if scenario.hang {
+        return hang(&call, &state).await;
     }
+    tokio::time::sleep(scenario.first_delay).await;
+    if let Some(fault) = counting_fault(&scenario) {
+        return fail_with(&call, &state, fault, closer).await;
+    }
+    call.record(&state, Some(StatusCode::OK));
+    let headers = [("x-amzn-requestid", ids::request_id())];
+    (headers, Json(json!({ "input_tokens": answer::input_tokens(&body) }))).into_response()
 }
 
 async fn list_requests(Shared(state): Shared<Arc<State>>) -> Json<Vec<Value>> {
@@ -518,11 +523,18 @@ async fn stats(Shared(state): Shared<Arc<State>>) -> Json<Value> {
     Json(state.stats())
 }
 
+/// No such operation: a Bedrock-shaped 404, or an Anthropic-shaped one under Mantle's
+/// `/anthropic/` prefix (e.g. `/anthropic/v1/models`, which Anthropic's Bedrock page
+/// lists among the endpoints Mantle lacks).
 async fn unknown_operation(method: Method, uri: Uri) -> Response {
+    let message = format!("emulator: no operation at {method} {}", uri.path());
+    if uri.path().starts_with("/anthropic/") {
+        return AnthropicError::not_found(message).into_response();
+    }
     BedrockError {
         name: "UnknownOperationException".to_owned(),
         status: StatusCode::NOT_FOUND,
-        message: format!("emulator: no operation at {method} {}", uri.path()),
+        message,
     }
     .into_response()
 }

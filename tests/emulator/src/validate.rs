@@ -7,12 +7,16 @@
 //! [`crate::captures`]) and widened only by facts with a named source: AWS's
 //! documentation and Claude Code 2.1.332's own code. So the emulator and the proxy can
 //! disagree, and a test then shows who is right.
+//!
+//! The per-level checks (messages, tools, `cache_control`) live in `Shape`, which
+//! [`crate::mantle`] reuses for Bedrock's Anthropic Messages endpoint with its own
+//! learned keys.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::captures::{self, Capture};
@@ -46,7 +50,7 @@ const AWS_BODY_KEYS: &[&str] = &[
 
 /// AWS, same page: a message's `role` is `user` or `assistant`. (Claude Code's captures
 /// add `system`, for the mid-conversation system messages it sends.)
-const AWS_ROLES: &[&str] = &["user", "assistant"];
+pub(crate) const AWS_ROLES: &[&str] = &["user", "assistant"];
 
 /// AWS, Bedrock user guide, the beta flags it lists as supported for Claude
 /// (`anthropic_beta`).
@@ -65,16 +69,16 @@ const AWS_BETAS: &[&str] = &[
 
 /// AWS, Bedrock user guide, prompt caching: a `cache_control` object takes `type` and
 /// `ttl`.
-const AWS_CACHE_CONTROL_KEYS: &[&str] = &["type", "ttl"];
+pub(crate) const AWS_CACHE_CONTROL_KEYS: &[&str] = &["type", "ttl"];
 
 /// Custom-tool keys with a source beyond the captures: `type` and `cache_control` (AWS
 /// "Anthropic Claude Messages API"), `input_examples` (AWS's `tool-examples-2025-10-29`
 /// beta), `strict` (structured outputs, whose `structured-outputs-2025-12-15` beta Claude
 /// Code 2.1.332 allows on Bedrock).
-const DOCUMENTED_CUSTOM_TOOL_KEYS: &[&str] = &["type", "cache_control", "input_examples", "strict"];
+pub(crate) const DOCUMENTED_CUSTOM_TOOL_KEYS: &[&str] = &["type", "cache_control", "input_examples", "strict"];
 
 /// Claude Code 2.1.332: the betas it puts in the Bedrock body's `anthropic_beta`.
-const CLAUDE_CODE_BODY_BETAS: &[&str] = &[
+pub(crate) const CLAUDE_CODE_BODY_BETAS: &[&str] = &[
     "interleaved-thinking-2025-05-14",
     "context-1m-2025-08-07",
     "tool-search-tool-2025-10-19",
@@ -88,7 +92,7 @@ const CLAUDE_CODE_BODY_BETAS: &[&str] = &[
 
 /// Claude Code 2.1.332: the betas it allows in the `anthropic-beta` HTTP header to
 /// Bedrock, besides its body list.
-const CLAUDE_CODE_HEADER_BETAS: &[&str] = &[
+pub(crate) const CLAUDE_CODE_HEADER_BETAS: &[&str] = &[
     "claude-code-20250219",
     "effort-2025-11-24",
     "structured-outputs-2025-12-15",
@@ -108,19 +112,45 @@ const CLAUDE_CODE_EAGER_STREAMING_MODELS: &[&str] = &[
     "fable-5",
 ];
 
+/// AWS, Bedrock user guide, "Monitor your token usage by counting tokens before running
+/// inference": "Some Anthropic Claude models – including those that launch with
+/// cross-Region inference (CRIS) only on bedrock-runtime – don't support CountTokens on
+/// bedrock-runtime"; Claude Code 2.1.332 says "AWS counts some newer Claude models only
+/// on bedrock-mantle". These are the no-date families of Claude Code's Bedrock table that
+/// are reached only through inference profiles (plus every `fable-5-N`); the dated ids,
+/// `sonnet-4-6` and `opus-4-6-v1` keep their Runtime count.
+const COUNTED_ONLY_ON_MANTLE: &[&str] = &[
+    "opus-4-7",
+    "opus-4-8",
+    "opus-5",
+    "opus-5-5",
+    "sonnet-5",
+    "sonnet-5-5",
+    "haiku-5-5",
+    "fable-5",
+];
+
+/// What one upstream takes at each level of a body, betas aside: the top-level keys,
+/// message keys and roles, custom-tool keys and `cache_control` keys. Starts from the
+/// documented ones and grows with every captured body it is shown.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    pub(crate) top_level_keys: BTreeSet<String>,
+    message_keys: BTreeSet<String>,
+    /// In the order an error message lists them: documented first, then as seen.
+    roles: Vec<String>,
+    custom_tool_keys: BTreeSet<String>,
+    cache_control_keys: BTreeSet<String>,
+}
+
 /// What Bedrock accepts: what the captures show, plus the documented facts above.
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// The recorded requests the rules were learned from.
     pub captures: Vec<Capture>,
-    top_level_keys: BTreeSet<String>,
-    message_keys: BTreeSet<String>,
-    /// In the order an error message lists them: documented first, then as seen.
-    roles: Vec<String>,
+    shape: Shape,
     body_betas: BTreeSet<String>,
     header_betas: BTreeSet<String>,
-    custom_tool_keys: BTreeSet<String>,
-    cache_control_keys: BTreeSet<String>,
 }
 
 static RULES: OnceLock<Result<Rules, String>> = OnceLock::new();
@@ -134,7 +164,7 @@ pub fn rules() -> Result<&'static Rules, String> {
         .map_err(Clone::clone)
 }
 
-fn strings(items: &[&str]) -> BTreeSet<String> {
+pub(crate) fn strings(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
 
@@ -144,16 +174,12 @@ impl Rules {
     pub fn learn(captures: Vec<Capture>) -> Self {
         let mut rules = Self {
             captures: Vec::new(),
-            top_level_keys: strings(AWS_BODY_KEYS),
-            message_keys: BTreeSet::new(),
-            roles: AWS_ROLES.iter().map(|role| (*role).to_owned()).collect(),
+            shape: Shape::documented(AWS_BODY_KEYS),
             body_betas: strings(CLAUDE_CODE_BODY_BETAS)
                 .union(&strings(AWS_BETAS))
                 .cloned()
                 .collect(),
             header_betas: strings(CLAUDE_CODE_HEADER_BETAS),
-            custom_tool_keys: strings(DOCUMENTED_CUSTOM_TOOL_KEYS),
-            cache_control_keys: strings(AWS_CACHE_CONTROL_KEYS),
         };
         for capture in &captures {
             rules.learn_from(capture);
@@ -169,7 +195,7 @@ impl Rules {
         let Some(body) = capture.body.as_object() else {
             return;
         };
-        self.top_level_keys.extend(body.keys().cloned());
+        self.shape.learn(body);
         let body_betas = body.get("anthropic_beta").and_then(Value::as_array);
         self.body_betas.extend(
             body_betas
@@ -181,6 +207,25 @@ impl Rules {
         if let Some(header) = &capture.beta_header {
             self.header_betas.extend(beta_flags(header));
         }
+    }
+}
+
+impl Shape {
+    /// The documented shape: these top-level keys, AWS's roles, custom-tool keys and
+    /// `cache_control` keys, and no message key yet (the captures bring `role`/`content`).
+    pub(crate) fn documented(top_level_keys: &[&str]) -> Self {
+        Self {
+            top_level_keys: strings(top_level_keys),
+            message_keys: BTreeSet::new(),
+            roles: AWS_ROLES.iter().map(|role| (*role).to_owned()).collect(),
+            custom_tool_keys: strings(DOCUMENTED_CUSTOM_TOOL_KEYS),
+            cache_control_keys: strings(AWS_CACHE_CONTROL_KEYS),
+        }
+    }
+
+    /// Accepts every key, role and `cache_control` key of a body the upstream took.
+    pub(crate) fn learn(&mut self, body: &Map<String, Value>) {
+        self.top_level_keys.extend(body.keys().cloned());
         let messages = body.get("messages").and_then(Value::as_array);
         for message in messages.into_iter().flatten().filter_map(Value::as_object) {
             self.message_keys.extend(message.keys().cloned());
@@ -211,6 +256,16 @@ pub fn beta_flags(header: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|flag| !flag.is_empty())
         .map(str::to_owned)
+        .collect()
+}
+
+/// The flags of every `anthropic-beta` header of a request: it may be repeated, and
+/// each occurrence is a comma-separated list.
+pub fn header_betas(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("anthropic-beta")
+        .iter()
+        .flat_map(|value| beta_flags(&String::from_utf8_lossy(value.as_bytes())))
         .collect()
 }
 
@@ -298,7 +353,7 @@ fn arn_model(id: &str, rest: &str) -> Result<ModelRef, BedrockError> {
 /// Claude Code's name for a model (`opus-5-5`, `sonnet-4-5`, `3-haiku`): the resolved
 /// id without `anthropic.claude-`, version suffix (`-v1:0`, `-v1`) or date. `None` for
 /// ids that do not name the model, such as application inference profiles.
-fn model_family(model: &str) -> Option<&str> {
+pub(crate) fn model_family(model: &str) -> Option<&str> {
     let mut name = model.strip_prefix("anthropic.claude-")?;
     let all_digits = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
     if let Some((head, version)) = name.rsplit_once("-v") {
@@ -317,14 +372,27 @@ fn model_family(model: &str) -> Option<&str> {
 /// Claude Code 2.1.332 adds `eager_input_streaming` to custom tools only for these
 /// models; Bedrock is taken to refuse it for the others.
 fn streams_tool_input_eagerly(model: &ModelRef) -> bool {
-    let Some(family) = model_family(&model.model) else {
-        return false;
-    };
-    // The fable-5 family counts every point release: fable-5-1, fable-5-2, ...
+    model_family(&model.model).is_some_and(|family| in_families(family, CLAUDE_CODE_EAGER_STREAMING_MODELS))
+}
+
+/// `family` is listed, or is a point release of a listed `fable-5` (`fable-5-1`, ...).
+fn in_families(family: &str, listed: &[&str]) -> bool {
     let fable_point_release = family
         .strip_prefix("fable-5-")
         .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|byte| byte.is_ascii_digit()));
-    CLAUDE_CODE_EAGER_STREAMING_MODELS.contains(&family) || fable_point_release
+    listed.contains(&family) || (fable_point_release && listed.contains(&"fable-5"))
+}
+
+/// Whether Runtime's CountTokens counts for `model`. It refuses inference profiles,
+/// prefixed ids and ARNs alike (pydantic/pydantic-ai#4001 got the refusal for an
+/// application inference profile ARN; pydantic-ai#3367 strips the `eu.` prefix because
+/// of it), and the models AWS counts only on Mantle (`COUNTED_ONLY_ON_MANTLE`).
+/// Base ids and foundation-model ARNs of the other models count.
+pub fn runtime_counts_tokens(model: &ModelRef) -> bool {
+    let application_profile = model.id.starts_with("arn:") && model.id.contains(":application-inference-profile/");
+    let counted_only_on_mantle =
+        model_family(&model.model).is_some_and(|family| in_families(family, COUNTED_ONLY_ON_MANTLE));
+    model.profile.is_none() && !application_profile && !counted_only_on_mantle
 }
 
 /// Parses and validates an InvokeModel body, returning it as JSON.
@@ -349,15 +417,15 @@ pub fn invoke_body(value: &Value, context: Context<'_>) -> Result<(), BedrockErr
     rules.check(value, context)
 }
 
-fn extra_input(path: &str) -> BedrockError {
+pub(crate) fn extra_input(path: &str) -> BedrockError {
     BedrockError::validation(format!("{path}: Extra inputs are not permitted"))
 }
 
-fn field_required(path: &str) -> BedrockError {
+pub(crate) fn field_required(path: &str) -> BedrockError {
     BedrockError::validation(format!("{path}: Field required"))
 }
 
-fn invalid_beta() -> BedrockError {
+pub(crate) fn invalid_beta() -> BedrockError {
     BedrockError::validation("invalid beta flag")
 }
 
@@ -417,9 +485,7 @@ impl Rules {
                 "Malformed input request: expected type: JSONObject, please reformat your input and try again.",
             ));
         };
-        if let Some(key) = body.keys().find(|key| !self.top_level_keys.contains(*key)) {
-            return Err(extra_input(key));
-        }
+        self.shape.check_top_level_keys(body)?;
         match body.get("anthropic_version") {
             None => return Err(field_required("anthropic_version")),
             Some(Value::String(version)) if version == ANTHROPIC_VERSION => {}
@@ -429,35 +495,15 @@ impl Rules {
                 )))
             }
         }
-        match body.get("max_tokens") {
-            None => return Err(field_required("max_tokens")),
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {}
-            Some(Value::Number(n)) if n.is_i64() => {
-                return Err(BedrockError::validation(
-                    "max_tokens: Input should be greater than or equal to 1",
-                ))
-            }
-            Some(_) => return Err(BedrockError::validation("max_tokens: Input should be a valid integer")),
-        }
-        let messages = match body.get("messages") {
-            None => return Err(field_required("messages")),
-            Some(Value::Array(messages)) if messages.is_empty() => {
-                return Err(BedrockError::validation(
-                    "messages: List should have at least 1 item after validation, not 0",
-                ))
-            }
-            Some(Value::Array(messages)) => messages,
-            Some(_) => return Err(BedrockError::validation("messages: Input should be a valid list")),
-        };
+        check_max_tokens(body)?;
+        let messages = required_messages(body)?;
         let body_betas = self.body_betas(body)?;
         if !context.header_betas.iter().all(|flag| self.header_betas.contains(flag)) {
             return Err(invalid_beta());
         }
         let tool_search =
             body_betas.contains(&TOOL_SEARCH_BETA) || context.header_betas.iter().any(|flag| flag == TOOL_SEARCH_BETA);
-        self.check_messages(messages, tool_search)?;
-        self.check_tools(body, tool_search, context.model)?;
-        self.check_cache_controls(body)
+        self.shape.check_parts(body, messages, tool_search, context.model)
     }
 
     /// The body's `anthropic_beta`: an array of strings Bedrock knows, or the request fails.
@@ -476,6 +522,54 @@ impl Rules {
                     .ok_or_else(invalid_beta)
             })
             .collect()
+    }
+}
+
+/// `max_tokens`: a required integer of at least 1.
+pub(crate) fn check_max_tokens(body: &Map<String, Value>) -> Result<(), BedrockError> {
+    match body.get("max_tokens") {
+        None => Err(field_required("max_tokens")),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(()),
+        Some(Value::Number(n)) if n.is_i64() => Err(BedrockError::validation(
+            "max_tokens: Input should be greater than or equal to 1",
+        )),
+        Some(_) => Err(BedrockError::validation("max_tokens: Input should be a valid integer")),
+    }
+}
+
+/// `messages`: a required, non-empty list.
+pub(crate) fn required_messages(body: &Map<String, Value>) -> Result<&[Value], BedrockError> {
+    match body.get("messages") {
+        None => Err(field_required("messages")),
+        Some(Value::Array(messages)) if messages.is_empty() => Err(BedrockError::validation(
+            "messages: List should have at least 1 item after validation, not 0",
+        )),
+        Some(Value::Array(messages)) => Ok(messages),
+        Some(_) => Err(BedrockError::validation("messages: Input should be a valid list")),
+    }
+}
+
+impl Shape {
+    /// Every top-level key is one the upstream takes.
+    pub(crate) fn check_top_level_keys(&self, body: &Map<String, Value>) -> Result<(), BedrockError> {
+        match body.keys().find(|key| !self.top_level_keys.contains(*key)) {
+            Some(key) => Err(extra_input(key)),
+            None => Ok(()),
+        }
+    }
+
+    /// The checks below the top level, in the order Bedrock reports them: messages,
+    /// tools, then `cache_control`. `tool_search` says the tool-search beta is on.
+    pub(crate) fn check_parts(
+        &self,
+        body: &Map<String, Value>,
+        messages: &[Value],
+        tool_search: bool,
+        model: &ModelRef,
+    ) -> Result<(), BedrockError> {
+        self.check_messages(messages, tool_search)?;
+        self.check_tools(body, tool_search, model)?;
+        self.check_cache_controls(body)
     }
 
     fn check_messages(&self, messages: &[Value], tool_search: bool) -> Result<(), BedrockError> {
@@ -672,7 +766,7 @@ mod tests {
         let rules = rules().expect("captures load");
         for key in ["thinking", "metadata", "output_config"] {
             assert!(!AWS_BODY_KEYS.contains(&key));
-            assert!(rules.top_level_keys.contains(key), "{key}");
+            assert!(rules.shape.top_level_keys.contains(key), "{key}");
         }
         assert_eq!(check(&with("output_config", json!({ "effort": "medium" }))), Ok(()));
     }
@@ -1032,6 +1126,44 @@ mod tests {
         let mut body = minimal();
         body.as_object_mut().map(|b| b.remove("messages"));
         assert_eq!(message_of(&body), "messages: Field required");
+    }
+
+    #[test]
+    fn runtime_counts_base_ids_of_older_models_only() {
+        for counted in [
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-sonnet-4-6",
+            "anthropic.claude-opus-4-6-v1",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-sonnet-4-6",
+        ] {
+            assert!(
+                runtime_counts_tokens(&model_id(counted).expect("resolves")),
+                "{counted}"
+            );
+        }
+        for refused in [
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-6",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6",
+            "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc123",
+            "anthropic.claude-opus-4-7",
+            "anthropic.claude-opus-4-8",
+            "anthropic.claude-opus-5",
+            "anthropic.claude-opus-5-5",
+            "anthropic.claude-sonnet-5",
+            "anthropic.claude-sonnet-5-5",
+            "anthropic.claude-haiku-5-5",
+            "anthropic.claude-fable-5",
+            "anthropic.claude-fable-5-2",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-opus-5-5",
+        ] {
+            assert!(
+                !runtime_counts_tokens(&model_id(refused).expect("resolves")),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The emulator on the wire: raw HTTP/1.1 requests, frames decoded with smithy-rs's
-//! decoder (this file), and the real AWS SDK client against it (`sdk`).
+//! decoder (this file), the real AWS SDK client against it (`sdk`), and Bedrock's
+//! Anthropic Messages endpoint with its SSE answers (`mantle`).
 
+mod mantle;
 mod sdk;
 mod support;
 
@@ -365,14 +367,44 @@ async fn count_tokens_counts_the_inner_body() {
 }
 
 #[tokio::test]
-async fn count_tokens_refuses_profile_ids_and_validates_the_inner_body() {
-    expect_validation(
+async fn count_tokens_refuses_profiles_and_the_models_counted_only_on_mantle() {
+    for model in [
         "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
-        "count-tokens",
-        &count_tokens_request(&body("hi")),
-        "The provided model identifier is invalid.",
-    )
-    .await;
+        "us.anthropic.claude-sonnet-4-6",
+        "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc123",
+        "anthropic.claude-opus-5-5",
+        "anthropic.claude-sonnet-5-5",
+        "anthropic.claude-haiku-5-5",
+        "anthropic.claude-opus-4-7",
+        "anthropic.claude-fable-5-1",
+    ] {
+        expect_validation(
+            model,
+            "count-tokens",
+            &count_tokens_request(&body("hi")),
+            "The provided model doesn't support counting tokens.",
+        )
+        .await;
+    }
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+    for model in [
+        "anthropic.claude-sonnet-4-6",
+        "anthropic.claude-opus-4-6-v1",
+        "anthropic.claude-haiku-4-5-20251001-v1:0",
+    ] {
+        let exchange = post(
+            emulator.addr(),
+            model,
+            "count-tokens",
+            &count_tokens_request(&body("hi")),
+        )
+        .await;
+        assert_eq!(exchange.response.status(), 200, "{model}");
+    }
+}
+
+#[tokio::test]
+async fn count_tokens_validates_the_inner_body() {
     let mut inner = body("hi");
     inner["model"] = json!("claude-sonnet-4-5");
     expect_validation(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_bedrockruntime::error::SdkError;
+use aws_sdk_bedrockruntime::operation::count_tokens::CountTokensError;
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError;
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -100,7 +101,7 @@ async fn sdk_invokes_and_counts_tokens_with_an_arn() {
         .expect("invoke succeeds");
     let counted = client
         .count_tokens()
-        .model_id("anthropic.claude-opus-4-8")
+        .model_id("anthropic.claude-sonnet-4-6")
         .input(CountTokensInput::InvokeModel(
             InvokeModelTokensRequest::builder()
                 .body(blob("12345678"))
@@ -115,6 +116,34 @@ async fn sdk_invokes_and_counts_tokens_with_an_arn() {
     assert_eq!(message["model"], "anthropic.claude-opus-4-8");
     assert_eq!(emulator.requests()[0]["model_id"], arn);
     assert_eq!(counted.input_tokens, 2);
+}
+
+#[tokio::test]
+async fn sdk_sees_the_count_tokens_refusal_of_a_model_counted_only_on_mantle() {
+    let emulator = bedrock_emulator::spawn().await.expect("spawn");
+
+    let refused = no_retries(&emulator)
+        .count_tokens()
+        .model_id("anthropic.claude-opus-5-5")
+        .input(CountTokensInput::InvokeModel(
+            InvokeModelTokensRequest::builder()
+                .body(blob("hi"))
+                .build()
+                .expect("body set"),
+        ))
+        .send()
+        .await
+        .expect_err("refused");
+
+    match refused.into_service_error() {
+        CountTokensError::ValidationException(error) => {
+            assert_eq!(
+                error.message(),
+                Some("The provided model doesn't support counting tokens.")
+            );
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -221,3 +221,152 @@ pub fn streamed_text(events: &[Value]) -> String {
         .filter_map(|event| event["delta"]["text"].as_str())
         .collect()
 }
+
+/// A SigV4 `Authorization` header scoped to `bedrock-mantle`, written by hand: the
+/// emulator checks the scope and the signed-header list, never the signature's math,
+/// so a made-up signature passes. The signed headers are all sent by [`mantle_post`].
+pub const MANTLE_SIGNATURE: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250101/us-east-1/bedrock-mantle/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0123abcd";
+
+/// The date the hand-written signature claims, sent as `x-amz-date`.
+pub const AMZ_DATE: &str = "20250101T000000Z";
+
+/// The model Mantle takes: no region prefix.
+pub const MANTLE_MODEL: &str = "anthropic.claude-opus-5-5";
+
+/// Mantle's Messages path as Claude Code calls it.
+pub const MANTLE_MESSAGES: &str = "/anthropic/v1/messages?beta=true";
+
+/// Mantle's count_tokens path.
+pub const MANTLE_COUNT_TOKENS: &str = "/anthropic/v1/messages/count_tokens";
+
+/// The required version header.
+pub const VERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
+
+/// A POST to Mantle signed for `bedrock-mantle` (with `x-amz-date`), plus `headers`.
+pub async fn mantle_post(addr: SocketAddr, path: &str, body: &Value, headers: &[(&str, &str)]) -> Exchange {
+    let mut all = vec![("authorization", MANTLE_SIGNATURE), ("x-amz-date", AMZ_DATE)];
+    all.extend_from_slice(headers);
+    send_with_headers(addr, "POST", path, Bytes::from(body.to_string()), false, &all).await
+}
+
+/// A minimal first-party Messages body for Mantle whose only user message says `text`.
+pub fn mantle_body(text: &str, stream: bool) -> Value {
+    json!({
+        "model": MANTLE_MODEL,
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{ "role": "user", "content": text }]
+    })
+}
+
+/// `{"type":"error","error":{"type":<error_type>,"message":<message>}}`.
+pub fn anthropic_error(error_type: &str, message: &str) -> Value {
+    json!({ "type": "error", "error": { "type": error_type, "message": message } })
+}
+
+/// Reads SSE events off a response body as they arrive, checking each frame's form:
+/// exactly `event: <name>\ndata: <json>\n\n`, the name equal to the data's `type`.
+pub struct SseReader {
+    body: Incoming,
+    buffer: Vec<u8>,
+}
+
+/// One SSE event: its name and its parsed data.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub name: String,
+    pub data: Value,
+}
+
+impl SseReader {
+    pub fn new(response: Response<Incoming>) -> Self {
+        Self {
+            body: response.into_body(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next event, `Ok(None)` at a clean end of the body. A frame that is not
+    /// well-formed fails the test; a body error (a cut) is returned.
+    pub async fn next(&mut self) -> Result<Option<SseEvent>, hyper::Error> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
+                let frame: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                return Ok(Some(parse_sse_frame(&frame)));
+            }
+            match self.body.frame().await {
+                None => {
+                    assert!(
+                        self.buffer.is_empty(),
+                        "trailing bytes {:?}",
+                        String::from_utf8_lossy(&self.buffer)
+                    );
+                    return Ok(None);
+                }
+                Some(Err(error)) => return Err(error),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The raw text of the next frame, unchecked (for garbage).
+    pub async fn next_raw(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
+                let frame: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                return Some(String::from_utf8(frame).expect("utf-8"));
+            }
+            match self.body.frame().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every event up to the end, failing the test on a broken stream.
+    pub async fn all(mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await.expect("well-formed stream") {
+            events.push(event);
+        }
+        events
+    }
+}
+
+fn parse_sse_frame(frame: &[u8]) -> SseEvent {
+    let text = std::str::from_utf8(frame).expect("utf-8 frame");
+    let lines: Vec<&str> = text
+        .strip_suffix("\n\n")
+        .expect("ends with a blank line")
+        .split('\n')
+        .collect();
+    let [event_line, data_line] = lines.as_slice() else {
+        panic!("an event line and a data line, got {text:?}");
+    };
+    let name = event_line.strip_prefix("event: ").expect("event line").to_owned();
+    let data: Value = serde_json::from_str(data_line.strip_prefix("data: ").expect("data line")).expect("json data");
+    assert_eq!(
+        data["type"].as_str(),
+        Some(name.as_str()),
+        "event name is the data type: {text:?}"
+    );
+    SseEvent { name, data }
+}
+
+/// The event names, in order.
+pub fn names(events: &[SseEvent]) -> Vec<&str> {
+    events.iter().map(|event| event.name.as_str()).collect()
+}
+
+/// The event data, in order.
+pub fn data(events: &[SseEvent]) -> Vec<Value> {
+    events.iter().map(|event| event.data.clone()).collect()
+}
