@@ -1,0 +1,200 @@
+//! The token secret's format, read and written in this one place: by the proxy (`auth`) and by
+//! the rotation function (`rotate-token`).
+//!
+//! A plain string is one token, for the caller `default`. A JSON object names its callers:
+//! `{"tokens": {"alice": "<token>", "ci": {"token": "<token>", "models": […], …}}}`, where an
+//! object entry carries the caller's policy (`policy`) beside its token. Other top-level keys
+//! are the owner's and are kept by rotation.
+
+use serde_json::{Map, Value};
+
+use crate::policy::CallerPolicy;
+
+/// One caller as the secret defines it. The token never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's name, logged with each request (`default` for a plain secret).
+    pub name: String,
+    /// The bearer token.
+    pub token: String,
+    /// What the caller may do (everything, for a string entry).
+    pub policy: CallerPolicy,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+const SHAPE: &str = "use a plain token, or {\"tokens\": {\"name\": \"token\" or {\"token\": \"…\", \"models\": […]}}}";
+
+/// The callers a secret value defines. Errors say what is wrong, never what a token is.
+pub fn parse(value: &str) -> Result<Vec<Caller>, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    if !trimmed.starts_with('{') {
+        return Ok(vec![Caller {
+            name: "default".into(),
+            token: trimmed.to_string(),
+            policy: CallerPolicy::default(),
+        }]);
+    }
+    let doc: Value =
+        serde_json::from_str(trimmed).map_err(|_| format!("the secret looks like JSON but does not parse; {SHAPE}"))?;
+    let entries = tokens_object(&doc)?;
+    if entries.is_empty() {
+        return Err("the secret's \"tokens\" object is empty".into());
+    }
+    entries.iter().map(|(name, entry)| caller(name, entry)).collect()
+}
+
+fn tokens_object(doc: &Value) -> Result<&Map<String, Value>, String> {
+    doc.get("tokens")
+        .and_then(Value::as_object)
+        .ok_or_else(|| format!("a JSON secret needs a \"tokens\" object; {SHAPE}"))
+}
+
+fn caller(name: &str, entry: &Value) -> Result<Caller, String> {
+    let (token, policy) = match entry {
+        Value::String(token) => (token.as_str(), CallerPolicy::default()),
+        Value::Object(fields) => {
+            let token = fields.get("token").and_then(Value::as_str).unwrap_or_default();
+            let mut rest = fields.clone();
+            rest.remove("token");
+            let policy = serde_json::from_value(Value::Object(rest))
+                .map_err(|e| format!("the policy of caller {name:?} is not valid: {e}"))?;
+            (token, policy)
+        }
+        _ => {
+            return Err(format!(
+                "caller {name:?} must be a token string or an object with a \"token\""
+            ))
+        }
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!("token for caller {name:?} must be a non-empty string"));
+    }
+    Ok(Caller {
+        name: name.to_string(),
+        token: token.to_string(),
+        policy,
+    })
+}
+
+/// Why a rotated value could not be made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FreshTokensError {
+    /// The current value is not a valid secret; the message says why.
+    Invalid(String),
+    /// No randomness for a new token.
+    Random(String),
+}
+
+/// The same secret with a fresh token for every caller, from `fresh`: same format, same names,
+/// same policies, same other keys. Returns the new value and the number of callers.
+pub fn with_fresh_tokens(
+    value: &str,
+    mut fresh: impl FnMut() -> Result<String, String>,
+) -> Result<(String, usize), FreshTokensError> {
+    let callers = parse(value).map_err(FreshTokensError::Invalid)?.len();
+    let trimmed = value.trim();
+    if !trimmed.starts_with('{') {
+        return Ok((fresh().map_err(FreshTokensError::Random)?, callers));
+    }
+    let mut doc: Value =
+        serde_json::from_str(trimmed).map_err(|_| FreshTokensError::Invalid("the JSON does not parse".into()))?;
+    let entries = doc
+        .get_mut("tokens")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| FreshTokensError::Invalid("no \"tokens\" object".into()))?;
+    for entry in entries.values_mut() {
+        let token = Value::String(fresh().map_err(FreshTokensError::Random)?);
+        match entry {
+            Value::Object(fields) => {
+                fields.insert("token".into(), token);
+            }
+            other => *other = token,
+        }
+    }
+    let value = serde_json::to_string_pretty(&doc).map_err(|e| FreshTokensError::Invalid(e.to_string()))?;
+    Ok((value, callers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_secret_is_one_default_caller_without_limits() {
+        let callers = parse("  tok-1  ").unwrap();
+        assert_eq!(callers.len(), 1);
+        assert_eq!(
+            (callers[0].name.as_str(), callers[0].token.as_str()),
+            ("default", "tok-1")
+        );
+        assert_eq!(callers[0].policy, CallerPolicy::default());
+    }
+
+    #[test]
+    fn named_callers_may_carry_a_policy() {
+        let callers = parse(
+            r#"{"tokens": {"alice": {"token": "a-tok", "models": ["claude-sonnet-*"], "max_tokens": 64000,
+                "daily_tokens": 5000000}, "ci": "c-tok"}, "owner": "team-x"}"#,
+        )
+        .unwrap();
+        let alice = callers.iter().find(|c| c.name == "alice").unwrap();
+        assert_eq!(alice.token, "a-tok");
+        assert_eq!(alice.policy.models, ["claude-sonnet-*"]);
+        assert_eq!(alice.policy.daily_tokens, Some(5_000_000));
+        let ci = callers.iter().find(|c| c.name == "ci").unwrap();
+        assert_eq!(ci.policy, CallerPolicy::default());
+    }
+
+    #[test]
+    fn bad_secrets_say_what_is_wrong_without_the_token() {
+        for (value, needle) in [
+            ("", "empty"),
+            ("{not json", "does not parse"),
+            (r#"{"callers": {}}"#, "\"tokens\""),
+            (r#"{"tokens": {}}"#, "empty"),
+            (r#"{"tokens": {"a": ""}}"#, "non-empty"),
+            (r#"{"tokens": {"a": 5}}"#, "token string"),
+            (
+                r#"{"tokens": {"a": {"token": "secret-value", "modles": []}}}"#,
+                "policy of caller \"a\"",
+            ),
+        ] {
+            let err = parse(value).unwrap_err();
+            assert!(err.contains(needle), "{value}: {err}");
+            assert!(!err.contains("secret-value"), "{err}");
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_names_policies_and_other_keys() {
+        let current =
+            r#"{"tokens": {"alice": {"token": "a-old", "models": ["claude-*"]}, "ci": "c-old"}, "owner": "team-x"}"#;
+        let mut n = 0;
+        let (value, callers) = with_fresh_tokens(current, || {
+            n += 1;
+            Ok(format!("new-{n}"))
+        })
+        .unwrap();
+        assert_eq!(callers, 2);
+        let doc: Value = serde_json::from_str(&value).unwrap();
+        assert_eq!(doc["owner"], "team-x");
+        assert_eq!(doc["tokens"]["alice"]["models"], serde_json::json!(["claude-*"]));
+        assert!(doc["tokens"]["alice"]["token"].as_str().unwrap().starts_with("new-"));
+        assert!(doc["tokens"]["ci"].as_str().unwrap().starts_with("new-"));
+        let (plain, _) = with_fresh_tokens("old", || Ok("fresh".into())).unwrap();
+        assert_eq!(plain, "fresh");
+    }
+}
