@@ -6,12 +6,12 @@
 //! (`{"tokens": {"alice": "...", "ci": "..."}}`). Both the AWSCURRENT and the AWSPREVIOUS
 //! versions are accepted, so a caller holding the previous token survives one rotation.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 use crate::error::ProxyError;
 
@@ -113,14 +113,16 @@ pub fn generate_token() -> Result<String, getrandom::Error> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// How often the store goes back to Secrets Manager.
+/// How often the store goes back to Secrets Manager, and how long it waits for it.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshPolicy {
     /// Re-read at least this often (`TOKEN_REFRESH_SECONDS`).
     pub every: Duration,
-    /// After an unknown token, re-read at once but no more often than this
-    /// (`TOKEN_MISS_REFRESH_SECONDS`).
+    /// Reads caused by requests (an unknown token, or no token loaded at all) happen at once
+    /// but no more often than this (`TOKEN_MISS_REFRESH_SECONDS`).
     pub on_miss_at_most_every: Duration,
+    /// Time allowed for one GetSecretValue call (`TOKEN_READ_TIMEOUT_MS`).
+    pub read_timeout: Duration,
 }
 
 enum Source {
@@ -135,14 +137,21 @@ enum Source {
 struct Inner {
     source: Source,
     tokens: RwLock<Option<Arc<TokenSet>>>,
-    /// When the last read finished (successful or not), for the miss rate limit.
-    last_attempt: Mutex<Option<Instant>>,
+    /// Never held across an await: a hung Secrets Manager must not hold up anyone but the one
+    /// task that reads it.
+    reads: Mutex<Reads>,
+}
+
+#[derive(Default)]
+struct Reads {
+    /// The read in flight, if any: whoever needs its outcome waits on it (it turns `true` when
+    /// the read is over) instead of starting another.
+    in_flight: Option<watch::Receiver<bool>>,
+    /// When the last read finished, successful or not, except a failed cold-start read: after
+    /// one, the first request may try again at once.
+    last_attempt: Option<Instant>,
     /// When the last successful read finished, for the periodic refresh.
-    last_success: Mutex<Option<Instant>>,
-    /// Serialises reads so that concurrent misses share one.
-    refresh_lock: tokio::sync::Mutex<()>,
-    /// Bumped by every finished read; a waiter that sees it move knows its read was done.
-    generation: AtomicU64,
+    last_success: Option<Instant>,
 }
 
 /// The token store shared by all requests.
@@ -174,10 +183,7 @@ impl TokenStore {
             inner: Arc::new(Inner {
                 source,
                 tokens: RwLock::new(tokens.map(Arc::new)),
-                last_attempt: Mutex::new(None),
-                last_success: Mutex::new(None),
-                refresh_lock: tokio::sync::Mutex::new(()),
-                generation: AtomicU64::new(0),
+                reads: Mutex::new(Reads::default()),
             }),
         }
     }
@@ -185,9 +191,7 @@ impl TokenStore {
     /// The first read, at cold start. A failure is logged, not fatal: requests then get 503
     /// and the read is retried on the next request.
     pub async fn load(&self) {
-        if let Source::SecretsManager { .. } = self.inner.source {
-            self.refresh(Trigger::Start).await;
-        }
+        self.refresh(Trigger::Start).await;
     }
 
     /// Checks the tokens a caller presented and returns the caller's name.
@@ -210,8 +214,9 @@ impl TokenStore {
                 set
             }
             None => {
-                // The first read failed; try again now (single-flight), and never let anyone in
-                // without tokens to compare against.
+                // No token was ever read. Try again, single-flight and rate-limited like a miss
+                // (anyone can send a token, so anyone could otherwise drive Secrets Manager
+                // calls), and never let anyone in without tokens to compare against.
                 self.refresh(Trigger::Empty).await;
                 self.current().ok_or_else(|| {
                     ProxyError::TokenStoreUnavailable(
@@ -240,49 +245,86 @@ impl TokenStore {
     }
 
     fn maybe_refresh_in_background(&self) {
-        let Source::SecretsManager { policy, .. } = &self.inner.source else {
-            return;
-        };
-        let stale = lock(&self.inner.last_success).is_none_or(|t| t.elapsed() >= policy.every);
-        // A failed read is retried no sooner than the shorter of the two intervals, so a miss
-        // limit longer than the refresh interval does not stop the periodic refresh.
-        let retry_gap = policy.every.min(policy.on_miss_at_most_every);
-        let recently_tried = lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < retry_gap);
-        if stale && !recently_tried && self.inner.refresh_lock.try_lock().is_ok() {
-            let store = self.clone();
-            tokio::spawn(async move {
-                store.refresh(Trigger::Periodic).await;
-            });
-        }
+        // The read runs in its own task; nobody waits for it.
+        let _ = self.start_read(Trigger::Periodic);
     }
 
-    /// Reads the secret unless another read finished while we waited or the rate limit says
-    /// no. Returns true when a read happened (by us or a concurrent caller) after we asked.
+    /// Waits for a read: one already in flight, or a new one if `trigger` makes one due.
+    /// Returns true when a read finished after we asked.
     async fn refresh(&self, trigger: Trigger) -> bool {
+        let Some(mut done) = self.start_read(trigger) else {
+            return false;
+        };
+        // The read task always ends (it is bounded by the read timeout) and always says so,
+        // even if it panics; an error here only means it is gone, which is also "over".
+        let _ = done.wait_for(|over| *over).await;
+        true
+    }
+
+    /// Joins the read in flight, or starts one in its own task if `trigger` makes one due.
+    /// The task, not the caller, owns the read: a caller that gives up (its client left) does
+    /// not cancel a read others are waiting for.
+    fn start_read(&self, trigger: Trigger) -> Option<watch::Receiver<bool>> {
+        let Source::SecretsManager { policy, .. } = &self.inner.source else {
+            return None;
+        };
+        let mut reads = lock(&self.inner.reads);
+        if let Some(in_flight) = &reads.in_flight {
+            return Some(in_flight.clone());
+        }
+        let since = |t: Option<Instant>| t.map(|t| t.elapsed());
+        let due = match trigger {
+            Trigger::Start => true,
+            Trigger::Empty | Trigger::Miss => {
+                since(reads.last_attempt).is_none_or(|gap| gap >= policy.on_miss_at_most_every)
+            }
+            Trigger::Periodic => {
+                // A failed read is retried no sooner than the shorter of the two intervals, so
+                // a miss limit longer than the refresh interval does not stop the refresh.
+                let retry_gap = policy.every.min(policy.on_miss_at_most_every);
+                since(reads.last_success).is_none_or(|age| age >= policy.every)
+                    && since(reads.last_attempt).is_none_or(|gap| gap >= retry_gap)
+            }
+        };
+        if !due {
+            return None;
+        }
+        let (over, done) = watch::channel(false);
+        reads.in_flight = Some(done.clone());
+        drop(reads);
+        let finished = ReadFinished {
+            store: self.clone(),
+            over,
+        };
+        tokio::spawn(async move {
+            finished.store.read(trigger).await;
+            drop(finished);
+        });
+        Some(done)
+    }
+
+    /// One read of the secret (AWSCURRENT and AWSPREVIOUS), each call bounded by the read
+    /// timeout, and what follows from it.
+    async fn read(&self, trigger: Trigger) {
         let Source::SecretsManager {
             client,
             secret_id,
             policy,
         } = &self.inner.source
         else {
-            return false;
+            return;
         };
-        let seen = self.inner.generation.load(Ordering::Acquire);
-        let _guard = self.inner.refresh_lock.lock().await;
-        if self.inner.generation.load(Ordering::Acquire) != seen {
-            return true;
-        }
-        if trigger == Trigger::Miss
-            && lock(&self.inner.last_attempt).is_some_and(|t| t.elapsed() < policy.on_miss_at_most_every)
-        {
-            return false;
-        }
-        if trigger == Trigger::Periodic && lock(&self.inner.last_success).is_some_and(|t| t.elapsed() < policy.every) {
-            return false;
-        }
-        let result = read_secret(client, secret_id).await;
+        let result = read_secret(client, secret_id, policy.read_timeout).await;
         let now = Instant::now();
-        *lock(&self.inner.last_attempt) = Some(now);
+        {
+            let mut reads = lock(&self.inner.reads);
+            if trigger != Trigger::Start || result.is_ok() {
+                reads.last_attempt = Some(now);
+            }
+            if result.is_ok() {
+                reads.last_success = Some(now);
+            }
+        }
         match result {
             Ok(set) => {
                 tracing::info!(
@@ -293,7 +335,6 @@ impl TokenStore {
                 if let Ok(mut guard) = self.inner.tokens.write() {
                     *guard = Some(Arc::new(set));
                 }
-                *lock(&self.inner.last_success) = Some(now);
             }
             Err(message) if self.current().is_some() => {
                 tracing::warn!(error = %message, ?trigger, "could not re-read bearer tokens; keeping the last good ones");
@@ -302,8 +343,20 @@ impl TokenStore {
                 tracing::error!(error = %message, ?trigger, "could not read bearer tokens; requests get 503 until a read succeeds");
             }
         }
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        true
+    }
+}
+
+/// Ends a read whichever way its task ends (normally, or by a panic): the next read may
+/// start, and whoever waits on this one stops waiting.
+struct ReadFinished {
+    store: TokenStore,
+    over: watch::Sender<bool>,
+}
+
+impl Drop for ReadFinished {
+    fn drop(&mut self) {
+        lock(&self.store.inner.reads).in_flight = None;
+        let _ = self.over.send(true);
     }
 }
 
@@ -328,31 +381,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Reads AWSCURRENT and, if there is one, AWSPREVIOUS.
-async fn read_secret(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<TokenSet, String> {
-    let current = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .version_stage("AWSCURRENT")
-        .send()
-        .await
-        .map_err(|e| describe(&e))?;
+/// Reads AWSCURRENT and, if there is one, AWSPREVIOUS, giving each call `timeout`.
+async fn read_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    timeout: Duration,
+) -> Result<TokenSet, String> {
+    let get = |stage: &'static str| {
+        let call = client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(stage)
+            .send();
+        async move {
+            tokio::time::timeout(timeout, call).await.map_err(|_| {
+                format!(
+                    "GetSecretValue ({stage}) did not answer within {} ms (TOKEN_READ_TIMEOUT_MS)",
+                    timeout.as_millis()
+                )
+            })
+        }
+    };
+    let current = get("AWSCURRENT").await?.map_err(|e| describe(&e))?;
     let mut tokens =
         parse_secret(current.secret_string().unwrap_or_default()).map_err(|e| format!("AWSCURRENT: {e}"))?;
-    match client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .version_stage("AWSPREVIOUS")
-        .send()
-        .await
-    {
-        Ok(previous) => match parse_secret(previous.secret_string().unwrap_or_default()) {
+    match get("AWSPREVIOUS").await {
+        Ok(Ok(previous)) => match parse_secret(previous.secret_string().unwrap_or_default()) {
             Ok(old) => tokens.extend(old),
             Err(e) => tracing::warn!(error = %e, "ignoring the AWSPREVIOUS version of the token secret"),
         },
         // A secret that was never changed has no previous version.
-        Err(e) if e.code() == Some("ResourceNotFoundException") => {}
-        Err(e) => tracing::warn!(error = %describe(&e), "could not read the AWSPREVIOUS token version"),
+        Ok(Err(e)) if e.code() == Some("ResourceNotFoundException") => {}
+        Ok(Err(e)) => tracing::warn!(error = %describe(&e), "could not read the AWSPREVIOUS token version"),
+        Err(timed_out) => tracing::warn!(error = %timed_out, "could not read the AWSPREVIOUS token version"),
     }
     Ok(TokenSet::new(tokens))
 }

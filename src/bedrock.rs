@@ -1,19 +1,23 @@
 //! The calls to Bedrock Runtime (InvokeModel, InvokeModelWithResponseStream, CountTokens),
-//! with timeouts, jittered exponential backoff for throttling and unavailability, and the
-//! event stream the caller's response body reads from: decoded in the body itself, so that
-//! when the caller goes away and the body is dropped, Bedrock's connection closes with it.
+//! with timeouts (UPSTREAM_TIMEOUT_SECONDS, or the Lambda invocation's deadline), jittered
+//! exponential backoff for throttling, unavailability and connections that died before any
+//! response, and the event stream the caller's response body reads from: decoded in the body
+//! itself, so that when the body is dropped, Bedrock's connection closes with it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
+use aws_smithy_types::retry::ErrorKind;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use crate::deadline::Deadline;
 use crate::error::ProxyError;
 
 /// One item of a Bedrock stream as the SSE writer sees it: the payload of a chunk (one
@@ -32,6 +36,9 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Time allowed for one attempt to produce its response (or first stream event).
     pub timeout: Duration,
+    /// Inside Lambda, when the request's answer must be done (see [`Bedrock::until`]); it
+    /// replaces `timeout` for whole answers and caps every wait and retry.
+    pub deadline: Option<Deadline>,
 }
 
 /// The Bedrock Runtime client and how to call it.
@@ -57,6 +64,14 @@ impl Bedrock {
     /// Wraps a client built once per process (per Lambda instance).
     pub fn new(client: aws_sdk_bedrockruntime::Client, policy: RetryPolicy) -> Self {
         Self { client, policy }
+    }
+
+    /// The same client for one request that must be answered by `deadline` (the Lambda
+    /// invocation's, less a margin). Cheap: the SDK client is shared.
+    pub fn until(&self, deadline: Option<Deadline>) -> Self {
+        let mut bedrock = self.clone();
+        bedrock.policy.deadline = deadline;
+        bedrock
     }
 
     /// InvokeModel: the whole answer at once. `betas` is the `anthropic-beta` header.
@@ -99,10 +114,13 @@ impl Bedrock {
                 .customize()
                 .mutate_request(beta_header(betas.clone()))
                 .send();
-            let output = self.timed(call).await?.map_err(map_sdk_error)?;
+            let output = self.policy.timed_stream_start(call).await?.map_err(map_sdk_error)?;
             let mut rest = events(output.body);
             match tokio::time::timeout(first_event_wait, rest.next()).await {
                 Ok(Some(Err(e))) => Err(e),
+                // Nothing was sent to the caller yet, so this is an error with a status (and
+                // worth another attempt), not an empty 200.
+                Ok(None) => Err(ProxyError::EmptyStream),
                 Ok(first) => Ok(StartedStream {
                     first,
                     silent: false,
@@ -118,15 +136,24 @@ impl Bedrock {
         .await
     }
 
-    /// CountTokens for an InvokeModel body. Bedrock is reported to refuse some
-    /// inference-profile IDs here, so a refused profile ID is retried with its base model ID.
+    /// CountTokens for an InvokeModel body. Bedrock refuses cross-region inference-profile IDs
+    /// here with "The provided model doesn't support counting tokens" (the same words as for a
+    /// model it does not count at all), so that refusal, and only that one, is retried with the
+    /// base model ID. If the base ID is refused the same way, the model is not counted by
+    /// Runtime: [`ProxyError::CountTokensUnsupported`], so that the caller can count elsewhere.
     pub async fn count_tokens(&self, model_id: &str, body: &[u8]) -> Result<u64, ProxyError> {
         let first = self.count_tokens_once(model_id, body).await;
         let base = crate::models::base_model_id(model_id);
-        match first {
-            Err(ProxyError::InvalidRequest(message)) if base != model_id => {
-                tracing::debug!(%message, model_id, base, "count_tokens refused the profile id; retrying with the base model id");
+        let answer = match first {
+            Err(e) if refuses_counting(&e) && base != model_id => {
+                tracing::debug!(error = %e, model_id, base, "count_tokens refused the profile id; retrying with the base model id");
                 self.count_tokens_once(base, body).await
+            }
+            other => other,
+        };
+        match answer {
+            Err(ProxyError::InvalidRequest(message)) if is_counting_refusal(&message) => {
+                Err(ProxyError::CountTokensUnsupported(message))
             }
             other => other,
         }
@@ -164,8 +191,31 @@ impl Bedrock {
 }
 
 impl RetryPolicy {
-    /// Bounds one attempt by `timeout`.
+    /// Bounds one attempt at a whole answer: by `timeout` locally; inside Lambda by the time
+    /// left before the deadline instead, because a long answer may legitimately take minutes,
+    /// and cutting it at a fixed time would only throw away an answer Bedrock bills anyway.
     pub async fn timed<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
+        match self.deadline {
+            None => self.within_timeout(call).await,
+            Some(deadline) => tokio::time::timeout_at(deadline.at, call)
+                .await
+                .map_err(|_| deadline_passed(deadline)),
+        }
+    }
+
+    /// Bounds the wait for a stream's response headers: by `timeout`, and inside Lambda also
+    /// by the deadline. Headers come at once from a healthy Bedrock, so a long wait means a
+    /// hung connection, not a long answer.
+    pub async fn timed_stream_start<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
+        match self.deadline {
+            Some(deadline) if deadline.remaining() < self.timeout => tokio::time::timeout_at(deadline.at, call)
+                .await
+                .map_err(|_| deadline_passed(deadline)),
+            _ => self.within_timeout(call).await,
+        }
+    }
+
+    async fn within_timeout<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
         tokio::time::timeout(self.timeout, call).await.map_err(|_| {
             ProxyError::Timeout(format!(
                 "bedrock did not answer within {} s (UPSTREAM_TIMEOUT_SECONDS)",
@@ -187,6 +237,11 @@ impl RetryPolicy {
             match attempt().await {
                 Err(e) if e.is_retryable() && n < self.max_attempts => {
                     let delay = backoff(self.base_delay, n);
+                    // An attempt that could only start after the deadline would be cut at once;
+                    // the caller learns more from the error that stopped us.
+                    if self.deadline.is_some_and(|d| d.remaining() <= delay) {
+                        return Err(e);
+                    }
                     tracing::debug!(attempt = n, delay_ms = delay.as_millis() as u64, error = %e, "retrying bedrock call");
                     tokio::time::sleep(delay).await;
                     n += 1;
@@ -195,6 +250,26 @@ impl RetryPolicy {
             }
         }
     }
+}
+
+/// The error of a call the Lambda deadline cut short.
+fn deadline_passed(deadline: Deadline) -> ProxyError {
+    ProxyError::DeadlineExceeded(format!(
+        "the answer was not finished {} s before this Lambda invocation's timeout, so the proxy gave up on it; \
+         raise the function's timeout (at most 900 s), stream the answer, or ask for fewer max_tokens",
+        deadline.margin.as_secs_f64()
+    ))
+}
+
+/// Bedrock Runtime's CountTokens refusal of a model ID it does not count: a cross-region
+/// profile ID, an application inference profile ARN, or a model counted only on Mantle
+/// (pydantic-ai#4001, bifrost#2169; Claude Code's own gateway code has the same words).
+fn is_counting_refusal(message: &str) -> bool {
+    message.contains("doesn't support counting tokens")
+}
+
+fn refuses_counting(error: &ProxyError) -> bool {
+    matches!(error, ProxyError::InvalidRequest(message) if is_counting_refusal(message))
 }
 
 /// Adds the `anthropic-beta` header before the request is signed, as Claude Code's own Bedrock
@@ -232,34 +307,44 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 /// stops generating (and billing) an answer nobody will read.
 ///
 /// Waiting on it under a timeout (for pings) loses nothing: `unfold` keeps an unfinished
-/// `recv` alive across polls, and `recv` itself only awaits the next body frame.
+/// `recv` alive across polls, and `recv` itself only awaits the next body frame. It is fused:
+/// polled again after its end it says "ended" again, where a bare `unfold` would panic.
 fn events(
     receiver: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<ResponseStream, ResponseStreamError>,
 ) -> EventStream {
-    Box::pin(futures_util::stream::unfold(Some(receiver), |state| async move {
-        let mut receiver = state?;
-        loop {
-            match receiver.recv().await {
-                Ok(Some(ResponseStream::Chunk(part))) => {
-                    if let Some(blob) = part.bytes {
-                        return Some((Ok(Bytes::from(blob.into_inner())), Some(receiver)));
+    Box::pin(
+        futures_util::stream::unfold(Some(receiver), |state| async move {
+            let mut receiver = state?;
+            loop {
+                match receiver.recv().await {
+                    Ok(Some(ResponseStream::Chunk(part))) => {
+                        if let Some(blob) = part.bytes {
+                            return Some((Ok(Bytes::from(blob.into_inner())), Some(receiver)));
+                        }
                     }
+                    // Event types newer than this SDK carry nothing we could forward.
+                    Ok(Some(_)) => {}
+                    Ok(None) => return None,
+                    // An error ends the stream; the receiver is dropped with it.
+                    Err(e) => return Some((Err(map_stream_error(e)), None)),
                 }
-                // Event types newer than this SDK carry nothing we could forward.
-                Ok(Some(_)) => {}
-                Ok(None) => return None,
-                // An error ends the stream; the receiver is dropped with it.
-                Err(e) => return Some((Err(map_stream_error(e)), None)),
             }
-        }
-    }))
+        })
+        .fuse(),
+    )
 }
 
 /// Exceptions inside an event stream carry only `{"message"}`, so their code is not in the
 /// error metadata; it is the variant the SDK decoded from the frame's `:exception-type`.
 fn map_stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>) -> ProxyError {
     let SdkError::ServiceError(service) = &err else {
-        return map_sdk_error(err);
+        // A cut connection or an unreadable frame: the stream had begun, so this is never a
+        // failure to reach Bedrock, whatever the SDK calls it.
+        return ProxyError::Connection {
+            message: "bedrock's stream broke off (the proxy's log has the details)".into(),
+            detail: DisplayErrorContext(&err).to_string(),
+            transient: false,
+        };
     };
     let e = service.err();
     let code = match e {
@@ -274,27 +359,81 @@ fn map_stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>) -
     ProxyError::from_bedrock(code, e.message().unwrap_or_default().to_string())
 }
 
-/// The one mapping from an SDK error (of any operation, or of the event stream) to ours.
+/// The one mapping from an operation's SDK error to ours. Bedrock's own exceptions keep their
+/// message; everything below the API becomes one sentence for the caller, with the SDK's
+/// whole chain kept for the log.
 fn map_sdk_error<E, R>(err: SdkError<E, R>) -> ProxyError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    match &err {
+    let (message, transient) = match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().unwrap_or("UnknownError");
-            ProxyError::from_bedrock(code, e.message().unwrap_or_default().to_string())
+            return ProxyError::from_bedrock(code, e.message().unwrap_or_default().to_string());
         }
-        SdkError::TimeoutError(_) => ProxyError::Timeout("timed out calling bedrock".into()),
-        SdkError::DispatchFailure(_) => {
-            ProxyError::Upstream(format!("could not reach bedrock: {}", DisplayErrorContext(&err)))
+        SdkError::TimeoutError(_) => return ProxyError::Timeout("timed out calling bedrock".into()),
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error().and_then(credentials_problem) {
+            Some(advice) => (advice, false),
+            // What the SDK's own standard retry policy retries: connect and I/O failures, and
+            // hyper's "connection closed before message completed" (a pooled keep-alive
+            // connection that Bedrock or a NAT had already closed, the classic first request
+            // after a Lambda thaw).
+            None if failure.is_timeout() => ("could not reach Bedrock: connecting timed out".into(), true),
+            None if failure.is_io() => (
+                "could not reach Bedrock: the connection failed before any answer".into(),
+                true,
+            ),
+            None if failure.as_other() == Some(ErrorKind::TransientError) => (
+                "could not reach Bedrock: the connection closed before any answer".into(),
+                true,
+            ),
+            None => (
+                "could not reach Bedrock (the proxy's log has the details)".into(),
+                false,
+            ),
+        },
+        SdkError::ResponseError(_) => (
+            "bedrock's answer could not be read (the proxy's log has the details)".into(),
+            false,
+        ),
+        _ => (
+            "the call to Bedrock failed (the proxy's log has the details)".into(),
+            false,
+        ),
+    };
+    ProxyError::Connection {
+        message,
+        detail: DisplayErrorContext(&err).to_string(),
+        transient,
+    }
+}
+
+/// The sentence for a caller when the SDK could not load AWS credentials (the error is deep
+/// in the chain of a dispatch failure), or `None` when credentials are not the problem.
+fn credentials_problem(err: &aws_sdk_bedrockruntime::error::ConnectorError) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
+            return Some(format!("could not reach Bedrock: {}", credentials_advice(credentials)));
         }
-        SdkError::ResponseError(_) => ProxyError::Upstream(format!(
-            "bedrock's response could not be read: {}",
-            DisplayErrorContext(&err)
-        )),
-        _ => ProxyError::Upstream(format!("bedrock call failed: {}", DisplayErrorContext(&err))),
+        next = e.source();
+    }
+    None
+}
+
+/// What to do about credentials that could not be loaded, in one clause: the caller's error
+/// message and the start-up warning share it.
+pub fn credentials_advice(error: &CredentialsError) -> String {
+    match error {
+        CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials found (set AWS_PROFILE, or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; inside Lambda the function's role provides them)"
+            .into(),
+        other => format!(
+            "the AWS credentials could not be loaded ({other}; check AWS_PROFILE and the AWS config \
+             files, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        ),
     }
 }
 

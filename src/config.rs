@@ -50,8 +50,11 @@ pub struct Config {
     pub tokens: TokenSourceConfig,
     /// How often tokens are re-read from Secrets Manager (`TOKEN_REFRESH_SECONDS`).
     pub token_refresh: Duration,
-    /// Minimum gap between re-reads caused by an unknown token (`TOKEN_MISS_REFRESH_SECONDS`).
+    /// Minimum gap between re-reads caused by requests, for an unknown token or while no token
+    /// is loaded (`TOKEN_MISS_REFRESH_SECONDS`).
     pub token_miss_refresh: Duration,
+    /// Time allowed for one GetSecretValue call (`TOKEN_READ_TIMEOUT_MS`).
+    pub token_read_timeout: Duration,
     /// Cross-region inference profile (`INFERENCE_PROFILE`).
     pub inference_profile: InferenceProfile,
     /// Extra or overriding model names (`MODEL_MAP`).
@@ -68,6 +71,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Silence on a stream after which a ping is sent (`PING_INTERVAL_MS`).
     pub ping_interval: Duration,
+    /// Inside Lambda, how long before the invocation's deadline the proxy ends an answer itself
+    /// (`LAMBDA_DEADLINE_MARGIN_MS`).
+    pub lambda_deadline_margin: Duration,
     /// Origins for the local CORS layer (`CORS_ALLOW_ORIGINS`); never used inside Lambda.
     pub cors_allow_origins: Vec<String>,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
@@ -140,6 +146,9 @@ impl Config {
             tokens,
             token_refresh: Duration::from_secs(number(&get, "TOKEN_REFRESH_SECONDS", 300)?),
             token_miss_refresh: Duration::from_secs(number(&get, "TOKEN_MISS_REFRESH_SECONDS", 30)?),
+            // Secrets Manager answers in well under a second; the cold-start read (two calls)
+            // must also fit in Lambda's 10 s init phase.
+            token_read_timeout: Duration::from_millis(number(&get, "TOKEN_READ_TIMEOUT_MS", 3000)?.max(1)),
             inference_profile,
             model_map,
             extra_beta_flags,
@@ -150,6 +159,8 @@ impl Config {
             // within it so the caller gets a clean error instead of a killed function.
             upstream_timeout: Duration::from_secs(number(&get, "UPSTREAM_TIMEOUT_SECONDS", 120)?.max(1)),
             ping_interval: Duration::from_millis(number(&get, "PING_INTERVAL_MS", 10_000)?.max(10)),
+            // Enough to write the error event and the log line before Lambda stops the function.
+            lambda_deadline_margin: Duration::from_millis(number(&get, "LAMBDA_DEADLINE_MARGIN_MS", 3000)?),
             cors_allow_origins,
             bedrock_api,
             mantle_endpoint,

@@ -45,6 +45,33 @@ pub enum ProxyError {
     /// Bedrock took longer than `UPSTREAM_TIMEOUT_SECONDS`.
     #[error("{0}")]
     Timeout(String),
+    /// The answer could not be finished before the Lambda invocation's deadline (less
+    /// `LAMBDA_DEADLINE_MARGIN_MS`): ended by us, so that the caller hears why instead of being
+    /// cut off by Lambda.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The call to Bedrock failed below the API: no credentials, no connection, a connection
+    /// that broke, an answer that could not be read. `message` is one sentence a person can act
+    /// on; `detail` is the SDK's whole error chain, for the log only. `transient` failures
+    /// before any response (a pooled connection the far end had closed, a reset, a connect
+    /// timeout) are worth another attempt.
+    #[error("{message}")]
+    Connection {
+        /// What the caller reads.
+        message: String,
+        /// What the log line says.
+        detail: String,
+        /// Whether another attempt may succeed.
+        transient: bool,
+    },
+    /// Bedrock accepted a stream and ended it without a single event.
+    #[error("bedrock ended the stream without sending any event")]
+    EmptyStream,
+    /// Bedrock's CountTokens does not count this model (Bedrock's words: "The provided model
+    /// doesn't support counting tokens"), under its profile ID nor its base ID. Kept apart
+    /// from other refusals so that a caller can count elsewhere.
+    #[error("{0}")]
+    CountTokensUnsupported(String),
     /// Bedrock failed, or answered with something we could not read.
     #[error("{0}")]
     Upstream(String),
@@ -72,9 +99,36 @@ impl ProxyError {
         }
     }
 
-    /// True for the failures worth trying again before anything reached the caller.
+    /// True for the failures worth trying again before anything reached the caller: Bedrock
+    /// saying "later", a connection that died before any response, a stream with no event.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited(_) | Self::Overloaded(_))
+        matches!(
+            self,
+            Self::RateLimited(_) | Self::Overloaded(_) | Self::EmptyStream | Self::Connection { transient: true, .. }
+        )
+    }
+
+    /// What the request's log line calls this failure, when more precise than the status
+    /// class (`rejected` for 4xx, `error` for 5xx, `stream_error` once a stream had begun).
+    pub fn outcome(&self) -> Option<&'static str> {
+        match self {
+            Self::Timeout(_) => Some("timeout"),
+            Self::DeadlineExceeded(_) => Some("deadline"),
+            Self::Connection { .. } => Some("connection_failed"),
+            Self::EmptyStream => Some("empty_stream"),
+            _ => None,
+        }
+    }
+
+    /// What the log line says about a failure on our side or Bedrock's (5xx), in full: the SDK
+    /// chain behind a short caller message, or an internal detail the caller never sees.
+    /// `None` for refusals of the request (4xx), whose messages are the caller's business.
+    pub fn log_detail(&self) -> Option<String> {
+        match self {
+            Self::Connection { detail, .. } => Some(detail.clone()),
+            other if other.status_and_type().0.is_server_error() => Some(other.to_string()),
+            _ => None,
+        }
     }
 
     /// HTTP status and Anthropic `error.type`.
@@ -90,7 +144,9 @@ impl ProxyError {
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             Self::Overloaded(_) => (overloaded_status(), "overloaded_error"),
             Self::TokenStoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
-            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "api_error"),
+            Self::Timeout(_) | Self::DeadlineExceeded(_) => (StatusCode::GATEWAY_TIMEOUT, "api_error"),
+            Self::Connection { .. } | Self::EmptyStream => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
+            Self::CountTokensUnsupported(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             Self::Upstream(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
         }
@@ -124,6 +180,16 @@ fn overloaded_status() -> StatusCode {
     StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
 
+/// Rides on an error response from the handler to the request-log layer, so that the log line
+/// gets the outcome and the full detail while the caller gets only the public message.
+#[derive(Debug, Clone)]
+pub struct ErrorReport {
+    /// See [`ProxyError::outcome`].
+    pub outcome: Option<&'static str>,
+    /// See [`ProxyError::log_detail`].
+    pub detail: Option<String>,
+}
+
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         let (status, _) = self.status_and_type();
@@ -131,7 +197,13 @@ impl IntoResponse for ProxyError {
             tracing::error!(error = %detail, "internal error");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
-        if self.is_retryable() {
+        response.extensions_mut().insert(ErrorReport {
+            outcome: self.outcome(),
+            detail: self.log_detail(),
+        });
+        // Only Bedrock's "later" answers carry retry-after; a dead connection that was
+        // already retried is not a reason to ask callers to wait a set time.
+        if matches!(self, Self::RateLimited(_) | Self::Overloaded(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

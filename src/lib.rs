@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bedrock;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod heal;
 pub mod mantle;
@@ -61,6 +62,9 @@ impl AppState {
     /// printed once.
     pub async fn from_config(config: Config) -> Result<Arc<Self>, String> {
         let sdk = load_sdk_config(&config.region).await;
+        if !config.in_lambda {
+            warn_without_credentials(&sdk);
+        }
         Self::new(config, &sdk).await
     }
 
@@ -88,6 +92,8 @@ impl AppState {
             max_attempts: config.upstream_max_attempts,
             base_delay: config.upstream_retry_base,
             timeout: config.upstream_timeout,
+            // Set per request, from the Lambda invocation (`Bedrock::until`).
+            deadline: None,
         };
         let bedrock = Bedrock::new(aws_sdk_bedrockruntime::Client::from_conf(bedrock_config), policy);
         // aws-config has no Mantle client, so its endpoint variable is read by us; a global
@@ -97,12 +103,18 @@ impl AppState {
 
         let tokens = match &config.tokens {
             TokenSourceConfig::SecretsManager(secret_id) => {
+                // No SDK retries: the store's own rate-limited re-reads are the retries, and an
+                // outage then costs one call per read instead of three.
+                let secrets_config = aws_sdk_secretsmanager::config::Builder::from(sdk)
+                    .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
+                    .build();
                 let store = TokenStore::secrets_manager(
-                    aws_sdk_secretsmanager::Client::new(sdk),
+                    aws_sdk_secretsmanager::Client::from_conf(secrets_config),
                     secret_id.clone(),
                     RefreshPolicy {
                         every: config.token_refresh,
                         on_miss_at_most_every: config.token_miss_refresh,
+                        read_timeout: config.token_read_timeout,
                     },
                 );
                 store.load().await;
@@ -133,6 +145,36 @@ impl AppState {
             config,
         }))
     }
+}
+
+/// How long the start-up check waits for AWS credentials. The default chain can spend seconds
+/// on an unreachable instance metadata service; that must not look like missing credentials.
+const CREDENTIALS_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Locally, missing AWS credentials are the usual first-run mistake, and every Bedrock call
+/// would fail on them: say so once, at start. Checked in the background, so that start-up
+/// never waits on a slow credentials provider. (Inside Lambda the role always provides them.)
+fn warn_without_credentials(sdk: &aws_config::SdkConfig) {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        tracing::warn!("no AWS credentials provider is configured; requests to Bedrock will fail");
+        return;
+    };
+    tokio::spawn(async move {
+        match tokio::time::timeout(CREDENTIALS_CHECK, provider.provide_credentials()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(
+                detail = %aws_sdk_bedrockruntime::error::DisplayErrorContext(&e),
+                "{}; requests to Bedrock will fail until that is fixed",
+                bedrock::credentials_advice(&e)
+            ),
+            Err(_) => tracing::warn!(
+                "no AWS credentials within {} s (the credentials provider chain is still trying, \
+                 e.g. an unreachable instance metadata service); requests to Bedrock may fail",
+                CREDENTIALS_CHECK.as_secs()
+            ),
+        }
+    });
 }
 
 /// The AWS configuration from the usual sources (environment, profile, IMDS/Lambda role),

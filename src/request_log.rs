@@ -56,6 +56,7 @@ struct Record {
     stream: bool,
     usage: Option<Usage>,
     outcome: Option<&'static str>,
+    error: Option<String>,
     healed: Option<String>,
 }
 
@@ -78,6 +79,7 @@ impl Drop for Inner {
             bedrock_model = r.bedrock_model.as_deref().unwrap_or("-"),
             stream = r.stream,
             outcome = r.outcome.unwrap_or("ok"),
+            error = r.error.as_deref().unwrap_or("-"),
             healed = r.healed.as_deref().unwrap_or("-"),
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             input_tokens = usage.input,
@@ -142,9 +144,17 @@ impl RequestLog {
         self.update(|r| r.healed = Some(what.to_string()));
     }
 
-    /// Records how a request ended when not normally: `rejected` (4xx), `error` (5xx),
-    /// `client_gone` or `stream_error` (a stream that had begun).
+    /// Records how a request ended when not normally: `rejected` (4xx), `error` (5xx), or more
+    /// precisely `timeout`, `deadline` (the Lambda deadline came near), `connection_failed`
+    /// (Bedrock could not be reached or its connection broke), `empty_stream`; for a stream
+    /// that had begun, `client_gone`, `stream_error` or `deadline`.
     pub fn outcome(&self, outcome: &'static str) {
         self.update(|r| r.outcome = Some(outcome));
+    }
+
+    /// Records what went wrong, in full (e.g. the AWS SDK's error chain behind the one sentence
+    /// the caller got). Never a token or prompt text: only errors from our side or AWS's.
+    pub fn error(&self, detail: String) {
+        self.update(|r| r.error = Some(detail));
     }
 }

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::error::ProxyError;
+use crate::deadline::Deadline;
+use crate::error::{ErrorReport, ProxyError};
 use crate::heal::send_healing;
 use crate::request_log::{RequestLog, Usage};
 use crate::rules::Upstream;
@@ -93,10 +94,15 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         _ => next.run(req).await,
     };
     log.status(response.status().as_u16());
-    if response.status().is_client_error() {
-        log.outcome("rejected");
-    } else if response.status().is_server_error() {
-        log.outcome("error");
+    let report = response.extensions_mut().remove::<ErrorReport>();
+    if let Some(detail) = report.as_ref().and_then(|r| r.detail.clone()) {
+        log.error(detail);
+    }
+    match report.and_then(|r| r.outcome) {
+        Some(outcome) => log.outcome(outcome),
+        None if response.status().is_client_error() => log.outcome("rejected"),
+        None if response.status().is_server_error() => log.outcome("error"),
+        None => {}
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -247,6 +253,7 @@ fn upstream_request(
 async fn messages(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<RequestLog>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ProxyError> {
@@ -256,7 +263,10 @@ async fn messages(
     let api = state.config.bedrock_api;
     let mut upstream = upstream_request(&state, &request, &headers, &log, api)?;
     let model_id = upstream.model_id.clone();
-    let (bedrock, mantle, healer) = (&state.bedrock, &state.mantle, &state.healer);
+    // Inside Lambda the invocation's deadline bounds the whole answer (see deadline.rs).
+    let deadline = Deadline::of_invocation(&extensions, state.config.lambda_deadline_margin);
+    let bedrock = &state.bedrock.until(deadline);
+    let (mantle, healer) = (&state.mantle, &state.healer);
 
     if request.stream {
         let ping = state.config.ping_interval;
@@ -276,7 +286,7 @@ async fn messages(
                 .await?
             }
         };
-        let stream = sse_stream(started, ping, state.config.upstream_timeout, log);
+        let stream = sse_stream(started, ping, state.config.upstream_timeout, deadline, log);
         let response = Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
@@ -386,9 +396,10 @@ async fn count_on_runtime(
     }
 }
 
-/// Bedrock Runtime's refusal of a model it does not count (pydantic-ai#4001, bifrost#2169).
+/// Bedrock Runtime's refusal of a model it does not count (pydantic-ai#4001, bifrost#2169),
+/// under its profile ID and its base ID (`Bedrock::count_tokens` tried both).
 fn runtime_does_not_count(error: &ProxyError) -> bool {
-    matches!(error, ProxyError::InvalidRequest(m) if m.contains("doesn't support counting tokens"))
+    matches!(error, ProxyError::CountTokensUnsupported(_))
 }
 
 async fn count_on_mantle(

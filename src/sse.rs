@@ -1,17 +1,20 @@
 //! Bedrock stream chunks → Anthropic server-sent events: `event: <type>\ndata: <json>\n\n`,
 //! one frame per chunk, flushed as it arrives; keep-alive pings on silence; `event: error`
-//! when the stream fails after it has begun; token counts taken from Bedrock's metrics.
+//! when the stream fails after it has begun, or when the Lambda deadline comes near; token
+//! counts taken from Bedrock's metrics.
 
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::Fuse;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
 use crate::bedrock::{EventStream, StartedStream, StreamItem};
+use crate::deadline::Deadline;
 use crate::error::ProxyError;
 use crate::request_log::{RequestLog, Usage};
 
@@ -85,7 +88,8 @@ struct SseStream {
     /// A ping owed at once: Bedrock was already silent for a whole interval before we began.
     ping_now: bool,
     first: Option<StreamItem>,
-    rest: EventStream,
+    /// Fused: an upstream that ended (even before its first event) is never polled again.
+    rest: Fuse<EventStream>,
     ping_interval: Duration,
     /// Bedrock silent this long mid-stream counts as dead (`UPSTREAM_TIMEOUT_SECONDS`): pings
     /// alone must not keep a caller waiting forever on a hung upstream.
@@ -94,6 +98,9 @@ struct SseStream {
     /// One timer for the whole stream, pushed back on every event, rather than a new timer per
     /// event.
     silence: Pin<Box<Sleep>>,
+    /// Inside Lambda: the stream ends with `event: error` here, a margin before Lambda would
+    /// cut it off (and with it the error event and the log line).
+    deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
     log: RequestLog,
     finished: bool,
     saw_stop: bool,
@@ -109,22 +116,25 @@ impl Drop for SseStream {
 }
 
 /// The caller's SSE body: Bedrock's events as they arrive, pings during silence, an
-/// `event: error` if the stream fails or Bedrock stays silent for `idle_timeout`. Dropping it
-/// (the caller left) drops `rest`, which closes Bedrock's connection.
+/// `event: error` if the stream fails, Bedrock stays silent for `idle_timeout`, or `deadline`
+/// comes. Dropping it (the caller left, as far as the transport can tell) drops `rest`, which
+/// closes Bedrock's connection.
 pub fn sse_stream(
     started: StartedStream,
     ping_interval: Duration,
     idle_timeout: Duration,
+    deadline: Option<Deadline>,
     log: RequestLog,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = SseStream {
         ping_now: started.silent,
         first: started.first,
-        rest: started.rest,
+        rest: started.rest.fuse(),
         ping_interval,
         idle_timeout,
         last_event: Instant::now(),
         silence: Box::pin(tokio::time::sleep(ping_interval)),
+        deadline: deadline.map(|d| (d, Box::pin(tokio::time::sleep_until(d.at)))),
         log,
         finished: false,
         saw_stop: false,
@@ -140,6 +150,16 @@ pub fn sse_stream(
             Some(item) => Some(item),
             None => tokio::select! {
                 biased;
+                // First, so that a fast stream cannot starve it.
+                deadline = deadline_passed(&mut s.deadline) => {
+                    let e = ProxyError::DeadlineExceeded(format!(
+                        "this Lambda invocation's timeout is {} s away, so the proxy ended the answer here; \
+                         raise the function's timeout (at most 900 s) or ask for fewer max_tokens",
+                        deadline.margin.as_secs_f64()
+                    ));
+                    // Ending here drops `rest`, which closes Bedrock's connection.
+                    return Some((Ok(s.fail(e)), s));
+                }
                 item = s.rest.next() => item,
                 () = s.silence.as_mut() => {
                     if s.last_event.elapsed() >= s.idle_timeout {
@@ -183,6 +203,17 @@ pub fn sse_stream(
     })
 }
 
+/// Resolves when the deadline comes, with it; never without one.
+async fn deadline_passed(deadline: &mut Option<(Deadline, Pin<Box<Sleep>>)>) -> Deadline {
+    match deadline {
+        Some((deadline, timer)) => {
+            timer.as_mut().await;
+            *deadline
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl SseStream {
     /// Marks a normal end, so that dropping the stream is not taken for a departed caller.
     fn complete(&mut self) {
@@ -190,9 +221,14 @@ impl SseStream {
     }
 
     fn fail(&mut self, e: ProxyError) -> Bytes {
-        tracing::warn!(error = %e, "stream failed after it began; sending event: error");
+        let detail = e.log_detail().unwrap_or_else(|| e.to_string());
+        tracing::warn!(error = %detail, "stream failed after it began; sending event: error");
         self.finished = true;
-        self.log.outcome("stream_error");
+        self.log.outcome(match e {
+            ProxyError::DeadlineExceeded(_) => "deadline",
+            _ => "stream_error",
+        });
+        self.log.error(detail);
         e.sse_event()
     }
 }
@@ -271,7 +307,7 @@ mod tests {
             silent: false,
             rest: rx,
         };
-        let out: Vec<_> = sse_stream(started, Duration::from_secs(5), Duration::from_secs(60), log)
+        let out: Vec<_> = sse_stream(started, Duration::from_secs(5), Duration::from_secs(60), None, log)
             .collect()
             .await;
         out.into_iter()
@@ -314,6 +350,7 @@ mod tests {
             started,
             Duration::from_secs(10),
             Duration::from_secs(120),
+            None,
             log,
         ));
         let t0 = tokio::time::Instant::now();

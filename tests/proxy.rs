@@ -715,3 +715,271 @@ async fn bedrock_going_silent_mid_stream_ends_the_stream_with_an_error() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.emulator.stats()["open_streams"], 0, "{}", h.emulator.stats());
 }
+
+// Reliability where the proxy meets AWS (issue 11).
+
+/// The caller's error message for an SDK failure: one sentence, none of the SDK's Debug output.
+fn assert_readable(message: &str) {
+    assert!(message.len() < 300, "{} bytes: {message}", message.len());
+    for internal in ["DispatchFailure", "ConnectorError", "Some(", "source:", "{", "\n"] {
+        assert!(!message.contains(internal), "{internal:?} in {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_closed_before_any_answer_is_retried_streamed_or_not() {
+    let h = harness(&[]).await;
+    for (stream, key) in [(false, "dead-invoke"), (true, "dead-stream")] {
+        h.emulator.clear();
+        let prompt = format!("emulator:fail_first=1:close:{key}");
+        let reply = post(&h.app, "/v1/messages", &message(&prompt, stream)).await;
+        assert_eq!(reply.status, 200, "stream={stream}: {}", reply.text());
+        if stream {
+            assert_eq!(parse_sse(&reply.text()).last().unwrap().0, "message_stop");
+        } else {
+            assert_eq!(reply.json()["type"], "message");
+        }
+        let statuses: Vec<Value> = h.emulator.requests().iter().map(|r| r["status"].clone()).collect();
+        // The first connection was closed without a response (logged with no status).
+        assert_eq!(statuses, [Value::Null, json!(200)], "stream={stream}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_keeps_closing_is_a_short_api_error_with_the_chain_in_the_log() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let h = harness(&[]).await;
+    for stream in [false, true] {
+        h.emulator.clear();
+        let reply = post(&h.app, "/v1/messages", &message("emulator:close", stream)).await;
+        assert_eq!(reply.status, 500, "stream={stream}: {}", reply.text());
+        assert_eq!(reply.error_type(), "api_error");
+        assert!(!reply.headers.contains_key("retry-after"));
+        let text = reply.json()["error"]["message"].as_str().unwrap().to_string();
+        assert_eq!(text, "could not reach Bedrock: the connection closed before any answer");
+        assert_readable(&text);
+        assert_eq!(h.emulator.requests().len(), 3, "the default attempt budget");
+        let line = logs.request_line(reply.headers["request-id"].to_str().unwrap());
+        assert_eq!(line["outcome"], "connection_failed", "{line}");
+        assert!(
+            line["error"].as_str().unwrap().contains("dispatch failure"),
+            "the SDK's chain belongs in the log: {line}"
+        );
+    }
+}
+
+/// Credentials that fail to load the way the default chain fails when nothing is configured.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no providers in chain provided credentials",
+            ),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn missing_aws_credentials_are_one_sentence_for_the_caller_and_the_chain_for_the_log() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let emulator = bedrock_emulator::spawn().await.expect("emulator starts");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(emulator.url())
+        .credentials_provider(NoCredentials)
+        .load()
+        .await;
+    let h = harness_with(emulator, &sdk, &[]).await;
+    for stream in [false, true] {
+        let reply = post(&h.app, "/v1/messages", &message("hi", stream)).await;
+        assert_eq!(reply.status, 500, "{}", reply.text());
+        assert_eq!(reply.error_type(), "api_error");
+        let text = reply.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with("could not reach Bedrock: no AWS credentials found (set AWS_PROFILE"),
+            "{text}"
+        );
+        assert_readable(&text);
+        let line = logs.request_line(reply.headers["request-id"].to_str().unwrap());
+        assert!(
+            line["error"]
+                .as_str()
+                .unwrap()
+                .contains("no providers in chain provided credentials"),
+            "{line}"
+        );
+    }
+    assert!(h.emulator.requests().is_empty(), "nothing unsigned reaches Bedrock");
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_without_any_event_is_an_api_error_not_a_panic() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let h = harness(&[]).await;
+    let reply = post(&h.app, "/v1/messages", &message("emulator:empty_stream", true)).await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(reply.error_type(), "api_error");
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "bedrock ended the stream without sending any event"
+    );
+    // Nothing had reached the caller, so it was tried again like a dead connection.
+    assert_eq!(h.emulator.requests().len(), 3);
+    let line = logs.request_line(reply.headers["request-id"].to_str().unwrap());
+    assert_eq!(line["outcome"], "empty_stream", "{line}");
+}
+
+#[tokio::test]
+async fn inside_lambda_a_stream_ends_with_an_error_event_before_the_deadline() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let h = harness(&[
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("LAMBDA_DEADLINE_MARGIN_MS", "1000"),
+    ])
+    .await;
+    // A 40 s answer in an invocation with 2.5 s left.
+    let req = request("POST", "/v1/messages", Some(&json!({})))
+        .extension(lambda_context(Duration::from_millis(2500)))
+        .body(Body::from(
+            message("emulator:chunks=200 emulator:delay_ms=200", true).to_string(),
+        ))
+        .unwrap();
+    // Generous: the proxy gives up after about 1.5 s; only a proxy ignoring the deadline
+    // would still be streaming after 20 s.
+    let reply = tokio::time::timeout(Duration::from_secs(20), send(&h.app, req))
+        .await
+        .expect("the stream must end at the deadline, not run its 40 s");
+    assert_eq!(reply.status, 200);
+    let events = parse_sse(&reply.text());
+    assert!(events.iter().any(|(n, _)| n == "content_block_delta"), "{events:?}");
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error");
+    assert_eq!(data["error"]["type"], "api_error");
+    let text = data["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("Lambda invocation's timeout") && text.contains("900 s"),
+        "{text}"
+    );
+    let line = logs.request_line(reply.headers["request-id"].to_str().unwrap());
+    assert_eq!(line["outcome"], "deadline", "{line}");
+    // Ending the stream closed Bedrock's.
+    for _ in 0..100 {
+        if h.emulator.stats()["open_streams"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.emulator.stats()["open_streams"], 0, "{}", h.emulator.stats());
+}
+
+#[tokio::test]
+async fn inside_lambda_a_whole_answer_may_take_until_the_deadline_instead_of_the_fixed_timeout() {
+    let h = harness(&[
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("LAMBDA_DEADLINE_MARGIN_MS", "1000"),
+        ("UPSTREAM_TIMEOUT_SECONDS", "1"),
+    ])
+    .await;
+    let invocation = |prompt: &str, left: Duration| {
+        request("POST", "/v1/messages", Some(&json!({})))
+            .extension(lambda_context(left))
+            .body(Body::from(message(prompt, false).to_string()))
+            .unwrap()
+    };
+    // 2 s is past UPSTREAM_TIMEOUT_SECONDS but within the invocation's time.
+    let reply = send(
+        &h.app,
+        invocation("emulator:first_delay_ms=2000", Duration::from_secs(30)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Outside Lambda the same answer is cut at UPSTREAM_TIMEOUT_SECONDS.
+    let local = post(&h.app, "/v1/messages", &message("emulator:first_delay_ms=2000", false)).await;
+    assert_eq!(local.status, 504, "{}", local.text());
+    // An answer that would outlast the invocation is given up on before Lambda cuts it.
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        send(
+            &h.app,
+            invocation("emulator:first_delay_ms=30000", Duration::from_secs(3)),
+        ),
+    )
+    .await
+    .expect("the proxy must give up at the deadline");
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(reply.error_type(), "api_error");
+    assert!(reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Lambda invocation's timeout"));
+}
+
+#[tokio::test]
+async fn count_tokens_sends_a_max_tokens_above_the_thinking_budget() {
+    let h = harness(&[]).await;
+    let body = json!({
+        "model": "claude-sonnet-4-5",
+        "thinking": {"type": "enabled", "budget_tokens": 4096},
+        "messages": [{"role": "user", "content": "count these words please"}]
+    });
+    let reply = post(&h.app, "/v1/messages/count_tokens", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let counted = h.emulator.requests().pop().unwrap();
+    assert_eq!(counted["operation"], "count-tokens");
+    assert_eq!(counted["body"]["max_tokens"], 4097, "{counted}");
+}
+
+/// A stand-in for Bedrock's CountTokens that refuses every request with `message`, and notes
+/// the model IDs it was asked for.
+async fn refusing_count_tokens(message: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::Path;
+    use axum::response::IntoResponse;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let app = axum::Router::new().route(
+        "/model/{model_id}/count-tokens",
+        axum::routing::post(move |Path(model_id): Path<String>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(model_id);
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    [("x-amzn-errortype", "ValidationException")],
+                    axum::Json(json!({ "message": message })),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
+}
+
+#[tokio::test]
+async fn count_tokens_retries_the_base_model_id_only_for_bedrocks_refusal_of_the_profile() {
+    let (url, asked) = refusing_count_tokens("messages.0.content: Field required").await;
+    let emulator = bedrock_emulator::spawn().await.expect("emulator starts");
+    let h = harness_with(emulator, &sdk_config(&url).await, &[]).await;
+    let body = json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&h.app, "/v1/messages/count_tokens", &body).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(reply.error_type(), "invalid_request_error");
+    assert_eq!(reply.json()["error"]["message"], "messages.0.content: Field required");
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["us.anthropic.claude-sonnet-4-5-20250929-v1:0"],
+        "a body error is not a refusal of the profile ID"
+    );
+}

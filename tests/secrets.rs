@@ -320,6 +320,56 @@ async fn forward(client: TcpStream, upstream: String, gets: Arc<AtomicUsize>) {
     tokio::join!(up, down);
 }
 
+/// A Secrets Manager that accepts connections and reads requests but never answers, the
+/// worst kind of outage; it counts the GetSecretValue calls it receives.
+struct HungSecretsManager {
+    addr: SocketAddr,
+    gets: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl HungSecretsManager {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let gets = Arc::new(AtomicUsize::new(0));
+        let counter = gets.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let counter = counter.clone();
+                connections.spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    // Each request is one small write from the SDK; read until the client
+                    // gives up, answering nothing.
+                    while let Ok(n @ 1..) = client.read(&mut buf).await {
+                        let found = buf[..n]
+                            .windows(GET_SECRET_VALUE.len())
+                            .filter(|w| *w == GET_SECRET_VALUE)
+                            .count();
+                        counter.fetch_add(found, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        Self { addr, gets, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn get_secret_value_calls(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HungSecretsManager {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -610,7 +660,12 @@ async fn no_request_gets_through_until_the_first_read_succeeds() {
     let good = token();
     create_secret(&sm, &name, &good).await;
     let port = closed_port();
-    let (app, _state) = proxy(&format!("http://127.0.0.1:{port}"), &name, &[]).await;
+    let (app, _state) = proxy(
+        &format!("http://127.0.0.1:{port}"),
+        &name,
+        &[("TOKEN_MISS_REFRESH_SECONDS", "1")],
+    )
+    .await;
 
     for (token, via) in [
         (good.as_str(), Via::Bearer),
@@ -627,10 +682,56 @@ async fn no_request_gets_through_until_the_first_read_succeeds() {
         );
     }
 
-    // Secrets Manager comes back on the same address: the next request reads and succeeds.
+    // Secrets Manager comes back on the same address: the first request once the rate limit
+    // allows another read reads and succeeds.
     let _forwarder = Forwarder::start(port).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(status(&app, &good).await, StatusCode::OK);
     assert_eq!(status(&app, "some-other-token").await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_at_cold_start_costs_at_most_two_reads_for_300_requests_and_lets_none_in() {
+    let hung = HungSecretsManager::start().await;
+    // Without a bound on the call, start-up itself would wait forever.
+    let (app, _state) = tokio::time::timeout(
+        Duration::from_secs(30),
+        proxy(&hung.url(), "bedrock-proxy/tokens", &[("TOKEN_READ_TIMEOUT_MS", "500")]),
+    )
+    .await
+    .expect("start-up must not wait on a hung Secrets Manager");
+    assert_eq!(hung.get_secret_value_calls(), 1, "the cold-start read");
+
+    const FLOOD: usize = 300;
+    let started = Instant::now();
+    let requests: Vec<_> = (0..FLOOD)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { models(&app, &token(), Via::Bearer).await })
+        })
+        .collect();
+    // Generous bound, for a loaded machine: each caller waits at most for the one read in
+    // flight (0.5 s); callers queued behind a lock, one hung read each, would take minutes.
+    let replies = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(requests))
+        .await
+        .expect("no caller may wait on a hung Secrets Manager for long");
+    let took = started.elapsed();
+    for reply in replies {
+        let reply = reply.expect("request task");
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+        assert_eq!(reply.error_type(), "api_error");
+    }
+    let calls = hung.get_secret_value_calls();
+    println!(
+        "{FLOOD} concurrent requests during the outage: {calls} GetSecretValue calls in all, answered in {took:?}"
+    );
+    assert!(
+        calls <= 2,
+        "{FLOOD} requests during an outage caused {calls} GetSecretValue calls; at most 2 expected"
+    );
+    // Within TOKEN_MISS_REFRESH_SECONDS (30 s by default) no request causes another read.
+    assert_eq!(status(&app, &token()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hung.get_secret_value_calls(), calls);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,16 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 /// A harness with `BEARER_TOKEN=TOKEN`, `INFERENCE_PROFILE=us`, fast retries, plus `env`.
 pub async fn harness(env: &[(&str, &str)]) -> Harness {
     let emulator = bedrock_emulator::spawn().await.expect("emulator starts");
+    let sdk = sdk_config(&emulator.url()).await;
+    harness_with(emulator, &sdk, env).await
+}
+
+/// Like [`harness`], with the AWS configuration given (e.g. credentials that fail to load).
+pub async fn harness_with(
+    emulator: bedrock_emulator::Emulator,
+    sdk: &aws_config::SdkConfig,
+    env: &[(&str, &str)],
+) -> Harness {
     let mut vars: HashMap<String, String> = [
         ("BEARER_TOKEN", TOKEN),
         ("INFERENCE_PROFILE", "us"),
@@ -52,8 +62,7 @@ pub async fn harness(env: &[(&str, &str)]) -> Harness {
         vars.insert(k.to_string(), v.to_string());
     }
     let config = Config::from_vars(&vars).expect("config");
-    let sdk = sdk_config(&emulator.url()).await;
-    let state = AppState::new(config, &sdk).await.expect("state");
+    let state = AppState::new(config, sdk).await.expect("state");
     Harness {
         app: app(state.clone()),
         state,
@@ -148,4 +157,65 @@ pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
             (event.to_string(), value)
         })
         .collect()
+}
+
+/// The request-log lines and everything else logged on this thread, as JSON (the Lambda
+/// format). Capture in a current-thread test (`#[tokio::test]`), so that spawned tasks, such
+/// as the response body of a stream, log here too.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Captures everything at info and above until the guard drops.
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(move || logs.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn lines(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The one log line of the request whose response carried `request_id`.
+    pub fn request_line(&self, request_id: &str) -> Value {
+        self.lines()
+            .into_iter()
+            .find(|l| l["message"] == "request" && l["request_id"] == request_id)
+            .unwrap_or_else(|| panic!("no log line for {request_id}: {:?}", self.lines()))
+    }
+}
+
+/// A Lambda invocation context whose deadline is `in_` from now, as lambda_http puts it in
+/// each request's extensions (`lambda-runtime-deadline-ms`, ms since the epoch).
+pub fn lambda_context(in_: std::time::Duration) -> lambda_http::Context {
+    let deadline = std::time::SystemTime::now() + in_;
+    let mut context = lambda_http::Context::default();
+    context.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    context
 }
