@@ -320,16 +320,24 @@ async fn forward(client: TcpStream, upstream: String, gets: Arc<AtomicUsize>) {
     tokio::join!(up, down);
 }
 
-/// A Secrets Manager that accepts connections and reads requests but never answers, the
-/// worst kind of outage; it counts the GetSecretValue calls it receives.
-struct HungSecretsManager {
+/// How a Secrets Manager outage looks from the proxy.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// Connections are accepted and requests read, but nothing is ever answered.
+    Hang,
+    /// Every call fails at once with a 500 InternalServiceError.
+    Error,
+}
+
+/// A Secrets Manager in an outage; it counts the GetSecretValue calls it receives.
+struct DownSecretsManager {
     addr: SocketAddr,
     gets: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
-impl HungSecretsManager {
-    async fn start() -> Self {
+impl DownSecretsManager {
+    async fn start(outage: Outage) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let gets = Arc::new(AtomicUsize::new(0));
@@ -341,13 +349,24 @@ impl HungSecretsManager {
                 connections.spawn(async move {
                     let mut buf = vec![0u8; 16 * 1024];
                     // Each request is one small write from the SDK; read until the client
-                    // gives up, answering nothing.
+                    // gives up.
                     while let Ok(n @ 1..) = client.read(&mut buf).await {
                         let found = buf[..n]
                             .windows(GET_SECRET_VALUE.len())
                             .filter(|w| *w == GET_SECRET_VALUE)
                             .count();
                         counter.fetch_add(found, Ordering::SeqCst);
+                        if let (Outage::Error, 1..) = (outage, found) {
+                            let body = r#"{"__type":"InternalServiceError","message":"outage"}"#;
+                            let response = format!(
+                                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/x-amz-json-1.1\r\n\
+                                 content-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if client.write_all(response.as_bytes()).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                 });
             }
@@ -364,7 +383,7 @@ impl HungSecretsManager {
     }
 }
 
-impl Drop for HungSecretsManager {
+impl Drop for DownSecretsManager {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -692,46 +711,54 @@ async fn no_request_gets_through_until_the_first_read_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_at_cold_start_costs_at_most_two_reads_for_300_requests_and_lets_none_in() {
-    let hung = HungSecretsManager::start().await;
-    // Without a bound on the call, start-up itself would wait forever.
-    let (app, _state) = tokio::time::timeout(
-        Duration::from_secs(30),
-        proxy(&hung.url(), "bedrock-proxy/tokens", &[("TOKEN_READ_TIMEOUT_MS", "500")]),
-    )
-    .await
-    .expect("start-up must not wait on a hung Secrets Manager");
-    assert_eq!(hung.get_secret_value_calls(), 1, "the cold-start read");
-
-    const FLOOD: usize = 300;
-    let started = Instant::now();
-    let requests: Vec<_> = (0..FLOOD)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { models(&app, &token(), Via::Bearer).await })
-        })
-        .collect();
-    // Generous bound, for a loaded machine: each caller waits at most for the one read in
-    // flight (0.5 s); callers queued behind a lock, one hung read each, would take minutes.
-    let replies = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(requests))
+    for outage in [Outage::Hang, Outage::Error] {
+        let down = DownSecretsManager::start(outage).await;
+        // Without a bound on the call, start-up itself would wait forever on a hung one.
+        let (app, _state) = tokio::time::timeout(
+            Duration::from_secs(30),
+            proxy(&down.url(), "bedrock-proxy/tokens", &[("TOKEN_READ_TIMEOUT_MS", "500")]),
+        )
         .await
-        .expect("no caller may wait on a hung Secrets Manager for long");
-    let took = started.elapsed();
-    for reply in replies {
-        let reply = reply.expect("request task");
-        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
-        assert_eq!(reply.error_type(), "api_error");
+        .expect("start-up must not wait on a hung Secrets Manager");
+        assert_eq!(down.get_secret_value_calls(), 1, "{outage:?}: the cold-start read");
+
+        const FLOOD: usize = 300;
+        let started = Instant::now();
+        let requests: Vec<_> = (0..FLOOD)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { models(&app, &token(), Via::Bearer).await })
+            })
+            .collect();
+        // Generous bound, for a loaded machine: each caller waits at most for the one read in
+        // flight (0.5 s); callers queued behind a lock, one hung read each, would take minutes.
+        let replies = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(requests))
+            .await
+            .expect("no caller may wait on a hung Secrets Manager for long");
+        let took = started.elapsed();
+        for reply in replies {
+            let reply = reply.expect("request task");
+            assert_eq!(
+                reply.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{outage:?}: {}",
+                reply.body
+            );
+            assert_eq!(reply.error_type(), "api_error");
+        }
+        let calls = down.get_secret_value_calls();
+        println!(
+            "{outage:?}: {FLOOD} concurrent requests during the outage; {calls} GetSecretValue calls in all, \
+             answered in {took:?}"
+        );
+        assert!(
+            calls <= 2,
+            "{outage:?}: {FLOOD} requests during an outage caused {calls} GetSecretValue calls; at most 2 expected"
+        );
+        // Within TOKEN_MISS_REFRESH_SECONDS (30 s by default) no request causes another read.
+        assert_eq!(status(&app, &token()).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.get_secret_value_calls(), calls, "{outage:?}");
     }
-    let calls = hung.get_secret_value_calls();
-    println!(
-        "{FLOOD} concurrent requests during the outage: {calls} GetSecretValue calls in all, answered in {took:?}"
-    );
-    assert!(
-        calls <= 2,
-        "{FLOOD} requests during an outage caused {calls} GetSecretValue calls; at most 2 expected"
-    );
-    // Within TOKEN_MISS_REFRESH_SECONDS (30 s by default) no request causes another read.
-    assert_eq!(status(&app, &token()).await, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(hung.get_secret_value_calls(), calls);
 }
 
 // ---------------------------------------------------------------------------------------------
