@@ -52,7 +52,7 @@ provider_installation {
   }
 }
 EOF
-    for module in function rotation; do
+    for module in function rotation usage observability; do
         copy="$scratch/$module"
         cp -r "terraform/modules/$module" "$copy"
         if (cd "$copy" &&

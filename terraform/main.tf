@@ -18,10 +18,14 @@ locals {
   # BEARER_TOKEN and CORS_ALLOW_ORIGINS are for local runs only and never set here.
   proxy_environment = merge(var.extra_environment, {
     BEARER_TOKEN_SECRET_ID = local.secret_arn
+    BEDROCK_API            = var.bedrock_api
     INFERENCE_PROFILE      = var.inference_profile
+    METRICS_NAMESPACE      = var.metrics_namespace
+    MODEL_FALLBACKS        = jsonencode(var.model_fallbacks)
     MODEL_MAP              = jsonencode(var.model_map)
     RUST_LOG               = var.rust_log
-  })
+  }, local.usage_environment)
+  usage_environment = { for usage in module.usage : "USAGE_TABLE" => usage.table_name }
 
   # The profile in use: the one configured, else the one the binary derives
   # from the region (InferenceProfile::default_for_region in src/models.rs).
@@ -52,13 +56,37 @@ locals {
     global = ["*"]
     none   = [local.region]
   }
-  bedrock_regions = var.bedrock_regions != null ? var.bedrock_regions : distinct(concat([local.region], local.profile_regions[local.effective_profile]))
+  # MODEL_MAP values and fallback targets may name another geography's profile
+  # (us. -> global.): the regions it routes to are granted as well.
+  bedrock_targets = concat(values(var.model_map), flatten(values(var.model_fallbacks)))
+  target_profiles = distinct(flatten([
+    for target in local.bedrock_targets : regexall("^(?:arn:[^/]+:inference-profile/)?(us|eu|apac|jp|au|global)\\.", target)
+  ]))
+  target_regions  = flatten([for profile in local.target_profiles : local.profile_regions[profile]])
+  bedrock_regions = var.bedrock_regions != null ? var.bedrock_regions : distinct(concat([local.region], local.profile_regions[local.effective_profile], local.target_regions))
 
   # Foundation-model ARNs carry no account; inference profiles live in this
   # region and account, named PREFIX.MODEL_ID (us., eu., global., ...).
-  local_model_arns       = [for model in var.allowed_models : "arn:${local.partition}:bedrock:${local.region}::foundation-model/${model}"]
-  foundation_model_arns  = [for pair in setproduct(local.bedrock_regions, var.allowed_models) : "arn:${local.partition}:bedrock:${pair[0]}::foundation-model/${pair[1]}"]
-  inference_profile_arns = [for model in var.allowed_models : "arn:${local.partition}:bedrock:${local.region}:${local.account_id}:inference-profile/*.${model}"]
+  local_model_arns      = [for model in var.allowed_models : "arn:${local.partition}:bedrock:${local.region}::foundation-model/${model}"]
+  foundation_model_arns = [for pair in setproduct(local.bedrock_regions, var.allowed_models) : "arn:${local.partition}:bedrock:${pair[0]}::foundation-model/${pair[1]}"]
+  inference_profile_arns = concat(
+    [for model in var.allowed_models : "arn:${local.partition}:bedrock:${local.region}:${local.account_id}:inference-profile/*.${model}"],
+    local.application_profile_arns,
+  )
+  # Application inference profiles are named only by ARN, so those that
+  # MODEL_MAP or MODEL_FALLBACKS name are granted as they are.
+  application_profile_arns = distinct([
+    for target in local.bedrock_targets : target if can(regex("^arn:[^:]+:bedrock:[a-z0-9-]+:[0-9]{12}:application-inference-profile/[A-Za-z0-9]+$", target))
+  ])
+
+  # Mantle names Claude models without the date and version Bedrock Runtime
+  # uses (anthropic.claude-sonnet-4-5, not ...-20250929-v1:0), so each allowed
+  # pattern is also granted with that suffix, or a trailing -*, removed.
+  # https://docs.aws.amazon.com/bedrock/latest/userguide/count-tokens.html#count-tokens-mantle
+  mantle_models = distinct(concat(var.allowed_models, [
+    for model in var.allowed_models : replace(model, "/-([0-9]{8}-v[0-9]+(:[0-9]+)?|\\*)$/", "") if model != "anthropic.claude-*"
+  ]))
+  mantle_project_arn = "arn:${local.partition}:bedrock-mantle:${local.region}:${local.account_id}:project/${var.mantle_project}"
 }
 
 # Bearer token secret
@@ -77,23 +105,69 @@ module "secret" {
 # Proxy function and its URL
 
 data "aws_iam_policy_document" "proxy" {
-  # Directly in this region, and through this region's inference profiles.
-  statement {
-    sid       = "InvokeAllowedClaudeModels"
-    actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"]
-    resources = concat(local.inference_profile_arns, local.local_model_arns)
+  # Bedrock Runtime, in invoke mode only: directly in this region, and through
+  # this region's inference profiles.
+  dynamic "statement" {
+    for_each = var.bedrock_api == "invoke" ? [1] : []
+
+    content {
+      sid       = "InvokeAllowedClaudeModels"
+      actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"]
+      resources = concat(local.inference_profile_arns, local.local_model_arns)
+    }
   }
 
   # In the regions a profile routes to, only as part of a profile's request.
+  dynamic "statement" {
+    for_each = var.bedrock_api == "invoke" ? [1] : []
+
+    content {
+      sid       = "InvokeAllowedClaudeModelsThroughProfiles"
+      actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"]
+      resources = local.foundation_model_arns
+
+      condition {
+        test     = "ArnLike"
+        variable = "bedrock:InferenceProfileArn"
+        values   = local.inference_profile_arns
+      }
+    }
+  }
+
+  # Bedrock's Anthropic Messages endpoint, bedrock-mantle.REGION.api.aws. Its
+  # CreateInference and CountTokens actions take the project resource
+  # arn:PARTITION:bedrock-mantle:REGION:ACCOUNT:project/ID and the condition key
+  # bedrock-mantle:Model:
+  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_bedrock-mantle.html
+  # CountTokens in both modes: in invoke mode the proxy counts there the models
+  # Bedrock Runtime's CountTokens refuses. Its project is named default unless
+  # the request names another:
+  # https://docs.aws.amazon.com/bedrock/latest/userguide/count-tokens.html
   statement {
-    sid       = "InvokeAllowedClaudeModelsThroughProfiles"
-    actions   = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"]
-    resources = local.foundation_model_arns
+    sid       = "CountTokensOfAllowedClaudeModelsOnMantle"
+    actions   = ["bedrock-mantle:CountTokens"]
+    resources = [local.mantle_project_arn]
 
     condition {
-      test     = "ArnLike"
-      variable = "bedrock:InferenceProfileArn"
-      values   = local.inference_profile_arns
+      test     = "StringLike"
+      variable = "bedrock-mantle:Model"
+      values   = local.mantle_models
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.bedrock_api == "mantle" ? [local.mantle_project_arn] : []
+
+    content {
+      sid       = "InvokeAllowedClaudeModelsOnMantle"
+      actions   = ["bedrock-mantle:CreateInference"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringLike"
+        variable = "bedrock-mantle:Model"
+        values   = local.mantle_models
+      }
     }
   }
 
@@ -116,6 +190,16 @@ data "aws_iam_policy_document" "proxy" {
         variable = "kms:ViaService"
         values   = ["secretsmanager.${local.region}.amazonaws.com"]
       }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = module.usage[*].table_arn
+
+    content {
+      sid       = "CountCallerUsage"
+      actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+      resources = [statement.value]
     }
   }
 }
@@ -161,6 +245,16 @@ resource "aws_lambda_function_url" "this" {
       max_age           = var.cors_max_age
     }
   }
+}
+
+# Budgets
+
+module "usage" {
+  source = "./modules/usage"
+  count  = var.enable_budgets ? 1 : 0
+
+  name = "${var.name}-usage"
+  tags = var.tags
 }
 
 # Rotation
@@ -220,4 +314,26 @@ module "rotation" {
   schedule_expression = var.rotation_schedule_expression
   # Rotation keeps the current value's format, so it needs a first value.
   rotate_immediately = var.rotate_immediately && (var.secret_arn != null || var.generate_initial_token)
+}
+
+# Dashboard and alarms
+
+module "observability" {
+  source = "./modules/observability"
+  count  = var.enable_monitoring ? 1 : 0
+
+  name                             = var.name
+  region                           = local.region
+  metrics_namespace                = var.metrics_namespace
+  function_name                    = module.proxy.function_name
+  function_timeout                 = var.timeout
+  log_group_name                   = module.proxy.log_group_name
+  rotation_function_name           = one(module.rotation_function[*].function_name)
+  alarm_sns_topic_arn              = var.alarm_sns_topic_arn
+  alarm_period_seconds             = var.alarm_period_seconds
+  error_rate_alarm_threshold       = var.error_rate_alarm_threshold
+  error_rate_alarm_min_requests    = var.error_rate_alarm_min_requests
+  throttles_alarm_threshold        = var.throttles_alarm_threshold
+  duration_alarm_threshold_percent = var.duration_alarm_threshold_percent
+  tags                             = var.tags
 }

@@ -38,6 +38,21 @@ output "rotation_function_name" {
   value       = one(module.rotation_function[*].function_name)
 }
 
+output "usage_table_name" {
+  description = "Name of the DynamoDB table the proxy counts callers' tokens in (its USAGE_TABLE), or null when enable_budgets is false."
+  value       = one(module.usage[*].table_name)
+}
+
+output "dashboard_url" {
+  description = "Console URL of the CloudWatch dashboard (tokens by caller and model, requests, errors, throttles, time to first token, Lambda duration and concurrency), or null when enable_monitoring is false."
+  value       = one(module.observability[*].dashboard_url)
+}
+
+output "alarm_arns" {
+  description = "ARNs of the CloudWatch alarms by purpose (error_rate, throttles, duration, rotation_errors with rotation on); {} when enable_monitoring is false."
+  value       = try(module.observability[0].alarm_arns, {})
+}
+
 output "curl_command" {
   description = "A ready-to-paste request that reads the token with the AWS CLI and streams a short answer from the proxy."
   value = join(" \\\n  ", concat(

@@ -113,14 +113,47 @@ variable "model_map" {
   }
 }
 
-variable "extra_environment" {
-  type        = map(string)
-  description = "Further settings of the proxy, by environment variable name: TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS. Other names are rejected."
+variable "bedrock_api" {
+  type        = string
+  description = "BEDROCK_API: the upstream the proxy calls. invoke (default): Bedrock Runtime's InvokeModel / InvokeModelWithResponseStream. mantle: Bedrock's own Anthropic Messages endpoint, bedrock-mantle.REGION.api.aws, which takes the first-party request shape and answers with Anthropic server-sent events. Each gets only its own IAM actions; count_tokens may use Mantle in both."
+  default     = "invoke"
+
+  validation {
+    condition     = contains(["invoke", "mantle"], var.bedrock_api)
+    error_message = "bedrock_api must be invoke or mantle."
+  }
+}
+
+variable "model_fallbacks" {
+  type        = map(list(string))
+  description = "MODEL_FALLBACKS: per model name as callers send it, the further targets to try, in order, when Bedrock throttles or is unavailable after the retries and before the first byte, e.g. { \"claude-sonnet-4-5\" = [\"global.anthropic.claude-sonnet-4-5-20250929-v1:0\", \"claude-haiku-4-5\"] }. Targets are Bedrock IDs, inference profile IDs or ARNs, or names from the model table, and must lie within allowed_models; the regions their profiles (us., eu., apac., jp., au., global.) route to are granted with them. Passed as a JSON object."
   default     = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.extra_environment) : contains(["TOKEN_REFRESH_SECONDS", "TOKEN_MISS_REFRESH_SECONDS", "EXTRA_BETA_FLAGS", "MAX_BODY_BYTES", "UPSTREAM_MAX_ATTEMPTS", "UPSTREAM_RETRY_BASE_MS", "UPSTREAM_TIMEOUT_SECONDS", "PING_INTERVAL_MS"], k)])
-    error_message = "extra_environment may only set TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS (the others have their own variables, are set by Lambda, or are for local runs only)."
+    condition     = alltrue([for name, targets in var.model_fallbacks : length(name) > 0 && length(targets) > 0 && alltrue([for target in targets : length(target) > 0])])
+    error_message = "model_fallbacks keys must not be empty, and each must list at least one non-empty target."
+  }
+}
+
+variable "metrics_namespace" {
+  type        = string
+  description = "METRICS_NAMESPACE: CloudWatch namespace of the proxy's per-request metrics (embedded metric format in its log lines), which the dashboard and alarms read. 1-255 letters, digits and . _ - / # :, not starting with AWS/."
+  default     = "BedrockAnthropicProxy"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/#:-]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 characters of letters, digits and . _ - / # :, and must not start with AWS/."
+  }
+}
+
+variable "extra_environment" {
+  type        = map(string)
+  description = "Further settings of the proxy, by environment variable name: TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, TOKEN_READ_TIMEOUT_MS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS, LAMBDA_DEADLINE_MARGIN_MS. Other names are rejected."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.extra_environment) : contains(["TOKEN_REFRESH_SECONDS", "TOKEN_MISS_REFRESH_SECONDS", "TOKEN_READ_TIMEOUT_MS", "EXTRA_BETA_FLAGS", "MAX_BODY_BYTES", "UPSTREAM_MAX_ATTEMPTS", "UPSTREAM_RETRY_BASE_MS", "UPSTREAM_TIMEOUT_SECONDS", "PING_INTERVAL_MS", "LAMBDA_DEADLINE_MARGIN_MS"], k)])
+    error_message = "extra_environment may only set TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, TOKEN_READ_TIMEOUT_MS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS, LAMBDA_DEADLINE_MARGIN_MS (the others have their own variables, are set by Lambda, or are for local runs only)."
   }
 }
 
@@ -128,7 +161,7 @@ variable "extra_environment" {
 
 variable "allowed_models" {
   type        = list(string)
-  description = "Bedrock model IDs (IAM wildcards allowed) the proxy may invoke, all of the form anthropic.claude-...; e.g. [\"anthropic.claude-sonnet-4-5-*\", \"anthropic.claude-haiku-4-5-*\"]. Granted as foundation models in bedrock_regions and as inference profiles (any prefix) in this region."
+  description = "Bedrock model IDs (IAM wildcards allowed) the proxy may invoke, all of the form anthropic.claude-...; e.g. [\"anthropic.claude-sonnet-4-5-*\", \"anthropic.claude-haiku-4-5-*\"]. Granted as foundation models in bedrock_regions and as inference profiles (any prefix) in this region, and on bedrock-mantle as the bedrock-mantle:Model condition, where model IDs carry no date or version: each pattern also without a trailing -* or -YYYYMMDD-vN:M."
   default     = ["anthropic.claude-*"]
 
   validation {
@@ -139,12 +172,23 @@ variable "allowed_models" {
 
 variable "bedrock_regions" {
   type        = list(string)
-  description = "Regions (IAM patterns such as us-* allowed) whose foundation models the proxy may invoke; inference profiles send requests on to these. null derives them from inference_profile, or from this region as the function does when it is \"\": us → us-*, eu → eu-*, apac, jp and au → ap-* (jp and au fall back to apac), global → *, none → this region."
+  description = "Regions (IAM patterns such as us-* allowed) whose foundation models the proxy may invoke; inference profiles send requests on to these. null derives them from inference_profile, or from this region as the function does when it is \"\", plus those of the profiles model_map and model_fallbacks name: us → us-*, eu → eu-*, apac, jp and au → ap-* (jp and au fall back to apac), global → *, none → this region."
   default     = null
 
   validation {
     condition     = var.bedrock_regions == null ? true : length(var.bedrock_regions) > 0 && alltrue([for r in var.bedrock_regions : can(regex("^([a-z]{2}(-[a-z0-9*]+)*|\\*)$", r))])
     error_message = "bedrock_regions must be null or a non-empty list of region names or patterns such as us-east-1, us-* or *."
+  }
+}
+
+variable "mantle_project" {
+  type        = string
+  description = "The Bedrock project (bedrock-mantle project resource) the bedrock-mantle grants are scoped to: default, the project Mantle uses for requests that name none (as the proxy's do), or a project ID proj_... when requests reach Mantle under that project."
+  default     = "default"
+
+  validation {
+    condition     = can(regex("^(default|proj_[A-Za-z0-9]+)$", var.mantle_project))
+    error_message = "mantle_project must be default or a project ID of the form proj_ followed by letters and digits."
   }
 }
 
@@ -265,6 +309,88 @@ variable "rotate_immediately" {
   type        = bool
   description = "Whether the token is rotated once as soon as rotation is enabled. The token Terraform generated then stays valid as AWSPREVIOUS until the next rotation. Not done while the secret is empty (generate_initial_token = false): rotation needs a first value."
   default     = true
+}
+
+# Budgets
+
+variable "enable_budgets" {
+  type        = bool
+  description = "Whether to create the DynamoDB table (on demand, NAME-usage) in which the proxy counts each caller's tokens per day and month, set USAGE_TABLE to it, and allow the proxy dynamodb:GetItem and dynamodb:UpdateItem on it and nothing else. Callers' daily_tokens / monthly_tokens limits in the secret are enforced only then."
+  default     = false
+}
+
+# Monitoring
+
+variable "enable_monitoring" {
+  type        = bool
+  description = "Whether to create the CloudWatch dashboard, the alarms and the three metric filters that count the alarms' totals (modules/observability)."
+  default     = true
+}
+
+variable "alarm_sns_topic_arn" {
+  type        = string
+  description = "ARN of an SNS topic the alarms notify when they go into ALARM and back to OK. null: the alarms only change state (console, dashboard), with no action. A topic encrypted with a customer managed KMS key must let cloudwatch.amazonaws.com use the key."
+  default     = null
+
+  validation {
+    condition     = var.alarm_sns_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.alarm_sns_topic_arn))
+    error_message = "alarm_sns_topic_arn must be null or a standard SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)."
+  }
+}
+
+variable "alarm_period_seconds" {
+  type        = number
+  description = "Length in seconds of the window each alarm looks at (one window decides): a multiple of 60, up to 86400."
+  default     = 300
+
+  validation {
+    condition     = var.alarm_period_seconds >= 60 && var.alarm_period_seconds <= 86400 && var.alarm_period_seconds % 60 == 0
+    error_message = "alarm_period_seconds must be a multiple of 60 between 60 and 86400."
+  }
+}
+
+variable "error_rate_alarm_threshold" {
+  type        = number
+  description = "Percentage of requests ending in an error within one window above which the error-rate alarm fires, more than 0 and at most 100."
+  default     = 5
+
+  validation {
+    condition     = var.error_rate_alarm_threshold > 0 && var.error_rate_alarm_threshold <= 100
+    error_message = "error_rate_alarm_threshold must be more than 0 and at most 100 (percent)."
+  }
+}
+
+variable "error_rate_alarm_min_requests" {
+  type        = number
+  description = "Fewest requests in a window for its error rate to count (1 failure in 2 requests is no outage), at least 1."
+  default     = 10
+
+  validation {
+    condition     = var.error_rate_alarm_min_requests >= 1
+    error_message = "error_rate_alarm_min_requests must be at least 1."
+  }
+}
+
+variable "throttles_alarm_threshold" {
+  type        = number
+  description = "Number of Bedrock throttles within one window above which the throttles alarm fires, 0 or more (0: any throttle)."
+  default     = 10
+
+  validation {
+    condition     = var.throttles_alarm_threshold >= 0
+    error_message = "throttles_alarm_threshold must be 0 or more."
+  }
+}
+
+variable "duration_alarm_threshold_percent" {
+  type        = number
+  description = "Percentage of the proxy's timeout that the longest invocation in a window may reach before the duration alarm fires, 1 to 100."
+  default     = 80
+
+  validation {
+    condition     = var.duration_alarm_threshold_percent >= 1 && var.duration_alarm_threshold_percent <= 100
+    error_message = "duration_alarm_threshold_percent must be between 1 and 100."
+  }
 }
 
 variable "tags" {

@@ -29,23 +29,46 @@ REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 CONFIG_RS = REPO / "src" / "config.rs"
 
-PROXY_ACTIONS = {
-    "bedrock:InvokeModel",
-    "bedrock:InvokeModelWithResponseStream",
-    "bedrock:CountTokens",
-    "secretsmanager:GetSecretValue",
-}
+PROXY_ACTIONS = {"bedrock-mantle:CountTokens", "secretsmanager:GetSecretValue"}
+RUNTIME_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"}
 ROTATION_ACTIONS = {
     "secretsmanager:DescribeSecret",
     "secretsmanager:GetSecretValue",
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
 }
-CORE_SETTINGS = {"BEARER_TOKEN_SECRET_ID", "INFERENCE_PROFILE", "MODEL_MAP", "RUST_LOG"}
+CORE_SETTINGS = {
+    "BEARER_TOKEN_SECRET_ID",
+    "BEDROCK_API",
+    "INFERENCE_PROFILE",
+    "METRICS_NAMESPACE",
+    "MODEL_FALLBACKS",
+    "MODEL_MAP",
+    "RUST_LOG",
+}
+# Set only when its feature is on (here: enable_budgets).
+OPTIONAL_SETTINGS = {"USAGE_TABLE"}
 NEVER_SET_BY_TERRAFORM = {"BEARER_TOKEN", "AWS_REGION", "CORS_ALLOW_ORIGINS"}
 # Read by the binary but not Terraform's to set: local runs only, or set by Lambda.
 LOCAL_OR_SET_BY_LAMBDA = NEVER_SET_BY_TERRAFORM | {"LISTEN_ADDR", "AWS_DEFAULT_REGION", "AWS_LAMBDA_RUNTIME_API"}
-ENV_NAME = re.compile(r"\b([A-Z][A-Z0-9_]{2,})\s*=")
+# aws-config's endpoint overrides (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_BEDROCK_MANTLE, ...) point tests at emulators.
+ENDPOINT_OVERRIDE = re.compile(r"^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$")
+# A name as a key: `NAME = value` in an object, or `"NAME" => value` in a for expression.
+ENV_NAME = re.compile(r'\b([A-Z][A-Z0-9_]{2,})"?\s*=')
+# The metrics the proxy writes (embedded metric format) that the dashboard shows; for its Duration the dashboard
+# uses the function's own (AWS/Lambda), which the duration alarm watches too.
+EMF_METRICS = {
+    "Requests",
+    "InputTokens",
+    "OutputTokens",
+    "CacheReadInputTokens",
+    "CacheWriteInputTokens",
+    "TimeToFirstToken",
+    "Errors",
+    "Throttles",
+    "Fallbacks",
+    "Healed",
+}
 
 
 # -- helpers -----------------------------------------------------------------
@@ -136,13 +159,48 @@ def validation_strings(var_body: dict) -> list:
 
 ROOT_MAIN = TERRAFORM / "main.tf"
 ROOT_VARIABLES = TERRAFORM / "variables.tf"
+ROOT_OUTPUTS = TERRAFORM / "outputs.tf"
 FUNCTION_MAIN = TERRAFORM / "modules" / "function" / "main.tf"
+USAGE_MAIN = TERRAFORM / "modules" / "usage" / "main.tf"
+OBSERVABILITY_MAIN = TERRAFORM / "modules" / "observability" / "main.tf"
+OBSERVABILITY_VARIABLES = TERRAFORM / "modules" / "observability" / "variables.tf"
+MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
 SECRET_MAIN = TERRAFORM / "modules" / "secret" / "main.tf"
 ROTATION_MAIN = TERRAFORM / "modules" / "rotation" / "main.tf"
 
 
 def proxy_environment_names() -> set:
-    return set(ENV_NAME.findall(local(ROOT_MAIN, "proxy_environment")))
+    merged = local(ROOT_MAIN, "proxy_environment")
+    names = set(ENV_NAME.findall(merged))
+    if "local.usage_environment" in merged:
+        names |= set(ENV_NAME.findall(local(ROOT_MAIN, "usage_environment")))
+    return names
+
+
+def module_call(name: str) -> dict:
+    found = [b for label, b in labelled(ROOT_MAIN, "module") if label == name]
+    assert len(found) == 1, f"expected module {name} in {ROOT_MAIN}"
+    return found[0]
+
+
+def proxy_policy() -> dict:
+    return one(ROOT_MAIN, "data", "aws_iam_policy_document", "proxy")
+
+
+def statement_by_sid(document: dict, sid: str):
+    """(for_each or False, statement) of the statement with this Sid."""
+    found = [(c, s) for c, s in statements(document) if unquote(s.get("sid")) == sid]
+    assert len(found) == 1, f"expected one statement {sid}"
+    return found[0]
+
+
+def hcl_regex(expression: str, function: str) -> str:
+    """The first string argument of regexall(...) / replace(..., "/.../", ...) in an HCL expression, as a Python regex."""
+    if function == "replace":
+        pattern = re.search(r'replace\(\w+, "/(.+?)/",', expression).group(1)
+    else:
+        pattern = re.search(function + r'\("(.+?)", ', expression).group(1)
+    return pattern.replace("\\\\", "\\")
 
 
 def extra_environment_names() -> set:
@@ -234,6 +292,31 @@ def test_terraform_never_sets_local_only_or_lambda_reserved_names():
     assert not extra_environment_names() & CORE_SETTINGS
 
 
+def test_upstream_fallbacks_and_metrics_namespace_come_from_their_inputs():
+    merged = local(ROOT_MAIN, "proxy_environment")
+    api = variable(ROOT_VARIABLES, "bedrock_api")
+    fallbacks = variable(ROOT_VARIABLES, "model_fallbacks")
+    namespace = variable(ROOT_VARIABLES, "metrics_namespace")
+
+    assert re.search(r"\bBEDROCK_API\s*=\s*var\.bedrock_api\b", merged)
+    assert re.search(r"\bMODEL_FALLBACKS\s*=\s*jsonencode\(var\.model_fallbacks\)", merged)
+    assert re.search(r"\bMETRICS_NAMESPACE\s*=\s*var\.metrics_namespace\b", merged)
+    assert unquote(api["default"]) == "invoke"
+    assert set(validation_strings(api)) == {"invoke", "mantle"}
+    assert fallbacks["type"] == "${map(list(string))}" and fallbacks["default"] == {}
+    assert unquote(namespace["default"]) == "BedrockAnthropicProxy"
+
+
+def test_usage_table_is_set_only_with_budgets():
+    usage = module_call("usage")
+
+    assert "local.usage_environment" in local(ROOT_MAIN, "proxy_environment")
+    assert local(ROOT_MAIN, "usage_environment") == '${{for usage in module.usage : "USAGE_TABLE" => usage.table_name}}'
+    assert usage["count"] == "${var.enable_budgets ? 1 : 0}"
+    assert variable(ROOT_VARIABLES, "enable_budgets")["default"] is False
+    assert OPTIONAL_SETTINGS <= proxy_environment_names()
+
+
 def config_rs() -> str:
     assert CONFIG_RS.exists(), f"{CONFIG_RS.relative_to(REPO)} does not exist yet: the binary's settings live there"
     return CONFIG_RS.read_text()
@@ -261,7 +344,7 @@ def test_every_setting_the_binary_reads_can_be_set_from_terraform():
     read = set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', code))
     settable = proxy_environment_names() | extra_environment_names()
 
-    unaccounted = sorted(read - settable - LOCAL_OR_SET_BY_LAMBDA)
+    unaccounted = sorted(n for n in read - settable - LOCAL_OR_SET_BY_LAMBDA if not ENDPOINT_OVERRIDE.match(n))
 
     assert {"BEARER_TOKEN_SECRET_ID", "TOKEN_REFRESH_SECONDS"} <= read
     assert not unaccounted, f"src/config.rs reads these but terraform/ can't set them: {unaccounted}"
@@ -271,12 +354,114 @@ def test_every_setting_the_binary_reads_can_be_set_from_terraform():
 
 
 def test_proxy_may_call_exactly_what_it_uses():
-    document = one(ROOT_MAIN, "data", "aws_iam_policy_document", "proxy")
+    document = proxy_policy()
     always = set().union(*(actions_of(s) for c, s in statements(document) if not c))
-    conditional = [(c, actions_of(s)) for c, s in statements(document) if c]
+    conditional = sorted((c, sorted(actions_of(s))) for c, s in statements(document) if c)
 
     assert always == PROXY_ACTIONS
-    assert conditional == [("${var.kms_key_arn == null ? [] : [var.kms_key_arn]}", {"kms:Decrypt"})]
+    assert conditional == sorted(
+        [
+            ('${var.bedrock_api == "invoke" ? [1] : []}', sorted(RUNTIME_ACTIONS)),
+            ('${var.bedrock_api == "invoke" ? [1] : []}', sorted(RUNTIME_ACTIONS)),
+            ('${var.bedrock_api == "mantle" ? [local.mantle_project_arn] : []}', ["bedrock-mantle:CreateInference"]),
+            ("${var.kms_key_arn == null ? [] : [var.kms_key_arn]}", ["kms:Decrypt"]),
+            ("${module.usage[*].table_arn}", ["dynamodb:GetItem", "dynamodb:UpdateItem"]),
+        ]
+    )
+
+
+def test_mantle_may_create_inference_only_in_mantle_mode_and_count_tokens_always():
+    document = proxy_policy()
+    create_condition, create = statement_by_sid(document, "InvokeAllowedClaudeModelsOnMantle")
+    count_condition, count = statement_by_sid(document, "CountTokensOfAllowedClaudeModelsOnMantle")
+
+    assert create_condition == '${var.bedrock_api == "mantle" ? [local.mantle_project_arn] : []}'
+    assert actions_of(create) == {"bedrock-mantle:CreateInference"}
+    assert create["resources"] == ["${statement.value}"]
+    assert count_condition is False
+    assert actions_of(count) == {"bedrock-mantle:CountTokens"}
+    assert count["resources"] == ["${local.mantle_project_arn}"]
+    for statement in (create, count):
+        (condition,) = statement["condition"]
+        assert unquote(condition["test"]) == "StringLike"
+        assert unquote(condition["variable"]) == "bedrock-mantle:Model"
+        assert condition["values"] == "${local.mantle_models}"
+
+
+def test_mantle_grants_name_one_project_of_this_region_and_account():
+    project = variable(ROOT_VARIABLES, "mantle_project")
+    pattern = re.search(r'regex\(\\?"(.+?)\\?", var', project["validation"][0]["condition"]).group(1)
+
+    assert unquote(local(ROOT_MAIN, "mantle_project_arn")) == (
+        "arn:${local.partition}:bedrock-mantle:${local.region}:${local.account_id}:project/${var.mantle_project}"
+    )
+    assert unquote(project["default"]) == "default"
+    for accepted in ("default", "proj_Ab12"):
+        assert re.search(pattern, accepted), accepted
+    for rejected in ("*", "proj_*", "default/x", "other"):
+        assert not re.search(pattern, rejected), rejected
+
+
+def test_mantle_models_are_the_allowed_models_without_date_and_version():
+    expression = local(ROOT_MAIN, "mantle_models")
+    suffix = re.compile(hcl_regex(expression, "replace"))
+
+    def mantle_models(allowed):
+        stripped = [suffix.sub("", m) for m in allowed if m != "anthropic.claude-*"]
+        return list(dict.fromkeys(allowed + stripped))
+
+    assert "concat(var.allowed_models," in expression
+    assert mantle_models(["anthropic.claude-*"]) == ["anthropic.claude-*"]
+    assert mantle_models(["anthropic.claude-sonnet-4-5-*"]) == ["anthropic.claude-sonnet-4-5-*", "anthropic.claude-sonnet-4-5"]
+    assert mantle_models(["anthropic.claude-haiku-4-5-20251001-v1:0"])[1] == "anthropic.claude-haiku-4-5"
+    assert mantle_models(["anthropic.claude-opus-5-5"]) == ["anthropic.claude-opus-5-5"]
+
+
+def test_fallback_targets_and_model_map_profiles_widen_the_bedrock_regions():
+    targets = local(ROOT_MAIN, "bedrock_targets")
+    prefix = re.compile(hcl_regex(local(ROOT_MAIN, "target_profiles"), "regexall"))
+    profiles = set(local(ROOT_MAIN, "profile_regions")) - {"none"}
+
+    def profile(target):
+        match = prefix.search(target)
+        return match.group(1) if match else None
+
+    assert "values(var.model_map)" in targets and "values(var.model_fallbacks)" in targets
+    assert "local.target_regions" in local(ROOT_MAIN, "bedrock_regions")
+    assert "local.profile_regions[profile]" in local(ROOT_MAIN, "target_regions")
+    assert set(re.search(r"\(((?:\w+\|)+\w+)\)", prefix.pattern).group(1).split("|")) == profiles
+    assert profile("global.anthropic.claude-sonnet-4-5-20250929-v1:0") == "global"
+    assert profile("arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-haiku-4-5") == "eu"
+    assert profile("apac.anthropic.claude-sonnet-4-5") == "apac"
+    for none in ("claude-haiku-4-5", "anthropic.claude-haiku-4-5-20251001-v1:0", "us-gov.anthropic.claude-x"):
+        assert profile(none) is None, none
+
+
+def test_application_inference_profiles_named_as_targets_are_granted_and_routed():
+    arns = local(ROOT_MAIN, "application_profile_arns")
+    pattern = re.compile(hcl_regex(arns, "regex"))
+
+    assert "local.application_profile_arns" in local(ROOT_MAIN, "inference_profile_arns")
+    assert "for target in local.bedrock_targets" in arns
+    assert pattern.search("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3")
+    assert not pattern.search("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/*")
+
+
+def test_budget_table_and_its_iam_exist_only_with_budgets():
+    table = one(USAGE_MAIN, "resource", "aws_dynamodb_table", "this")
+    condition, statement = statement_by_sid(proxy_policy(), "CountCallerUsage")
+    attributes = {unquote(a["name"]): unquote(a["type"]) for a in table["attribute"]}
+
+    assert module_call("usage")["count"] == "${var.enable_budgets ? 1 : 0}"
+    assert condition == "${module.usage[*].table_arn}"
+    assert actions_of(statement) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert statement["resources"] == ["${statement.value}"]
+    assert unquote(table["billing_mode"]) == "PAY_PER_REQUEST"
+    assert (unquote(table["hash_key"]), unquote(table["range_key"])) == ("pk", "sk")
+    assert attributes == {"pk": "S", "sk": "S"}
+    assert unquote(table["ttl"][0]["attribute_name"]) == "expires_at" and table["ttl"][0]["enabled"] is True
+    assert table["point_in_time_recovery"][0]["enabled"] is True
+    assert table["server_side_encryption"][0]["enabled"] is True
 
 
 def test_rotation_may_call_exactly_what_it_uses():
@@ -311,10 +496,10 @@ def test_bedrock_and_secret_statements_have_no_bare_wildcard_resource():
     for path, name, document in all_policy_documents():
         for _, statement in statements(document):
             services = {a.split(":")[0] for a in actions_of(statement)}
-            if services & {"bedrock", "secretsmanager"}:
+            if services & {"bedrock", "bedrock-mantle", "dynamodb", "secretsmanager"}:
                 scoped.append((path, name, statement))
 
-    assert len(scoped) == 4
+    assert len(scoped) == 7
     for path, name, statement in scoped:
         resources = statement["resources"]
         values = resources if isinstance(resources, list) else [resources]
@@ -375,6 +560,116 @@ def test_rotation_is_invocable_only_by_secrets_manager_for_the_one_secret():
     assert variable(ROOT_VARIABLES, "enable_rotation")["default"] is False
 
 
+# -- dashboard and alarms ----------------------------------------------------------------
+
+
+def alarms() -> dict:
+    return {name: body for type_, name, body in typed(OBSERVABILITY_MAIN, "resource") if type_ == "aws_cloudwatch_metric_alarm"}
+
+
+def test_observability_module_gets_the_proxy_and_the_alarm_inputs():
+    call = module_call("observability")
+
+    assert call["count"] == "${var.enable_monitoring ? 1 : 0}"
+    assert call["function_name"] == "${module.proxy.function_name}"
+    assert call["function_timeout"] == "${var.timeout}"
+    assert call["log_group_name"] == "${module.proxy.log_group_name}"
+    assert call["metrics_namespace"] == "${var.metrics_namespace}"
+    assert call["rotation_function_name"] == "${one(module.rotation_function[*].function_name)}"
+    assert call["alarm_sns_topic_arn"] == "${var.alarm_sns_topic_arn}"
+    for name, _ in labelled(OBSERVABILITY_VARIABLES, "variable"):
+        if name.endswith("_threshold") or name.endswith("_threshold_percent") or name.startswith("alarm_"):
+            assert call[name] == f"${{var.{name}}}", name
+
+
+def test_alarms_notify_the_sns_input_and_treat_missing_data_as_fine():
+    found = alarms()
+    actions = local(OBSERVABILITY_MAIN, "alarm_actions")
+
+    assert set(found) == {"error_rate", "throttles", "duration", "rotation_errors"}
+    assert actions == "${var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]}"
+    assert variable(ROOT_VARIABLES, "alarm_sns_topic_arn")["default"] is None
+    for name, alarm in found.items():
+        assert alarm["alarm_actions"] == "${local.alarm_actions}", name
+        assert alarm["ok_actions"] == "${local.alarm_actions}", name
+        assert unquote(alarm["treat_missing_data"]) == "notBreaching", name
+
+
+def test_error_rate_alarm_divides_errors_by_requests():
+    alarm = alarms()["error_rate"]
+    queries = {unquote(q["id"]): q for q in alarm["metric_query"]}
+    totals = local(OBSERVABILITY_MAIN, "totals")
+
+    (returned,) = [q for q in queries.values() if q.get("return_data") is True]
+    assert re.search(r"100 \* FILL\(errors, 0\) / requests", returned["expression"])
+    assert "requests >= ${var.error_rate_alarm_min_requests}" in returned["expression"]
+    assert alarm["threshold"] == "${var.error_rate_alarm_threshold}"
+    for query_id, total in (("requests", "TotalRequests"), ("errors", "TotalErrors")):
+        metric = queries[query_id]["metric"][0]
+        assert metric["metric_name"] == f'${{aws_cloudwatch_log_metric_filter.this["{total}"].metric_transformation[0].name}}'
+        assert unquote(metric["stat"]) == "Sum" and metric["namespace"] == "${var.metrics_namespace}"
+    # The totals are the proxy's own metrics, counted from its log lines.
+    assert {unquote(v) for v in totals.values()} == {"Requests", "Errors", "Throttles"}
+    assert set(totals) == {"TotalRequests", "TotalErrors", "TotalThrottles"}
+
+
+def test_metric_filters_count_the_totals_from_the_proxy_log_lines():
+    (name, _, metric_filter), = [(t, n, b) for t, n, b in typed(OBSERVABILITY_MAIN, "resource") if t == "aws_cloudwatch_log_metric_filter"]
+    transformation = metric_filter["metric_transformation"][0]
+
+    assert metric_filter["for_each"] == "${local.totals}"
+    assert metric_filter["log_group_name"] == "${var.log_group_name}"
+    assert unquote(metric_filter["pattern"]) == "{ $.${each.value} > 0 }"
+    assert unquote(transformation["value"]) == "$.${each.value}"
+    assert transformation["name"] == "${each.key}" and transformation["namespace"] == "${var.metrics_namespace}"
+
+
+def test_throttle_duration_and_rotation_alarms_watch_the_right_metrics():
+    found = alarms()
+    throttles, duration, rotation = found["throttles"], found["duration"], found["rotation_errors"]
+
+    assert "TotalThrottles" in throttles["metric_name"] and unquote(throttles["statistic"]) == "Sum"
+    assert throttles["threshold"] == "${var.throttles_alarm_threshold}"
+    assert unquote(duration["namespace"]) == "AWS/Lambda" and unquote(duration["metric_name"]) == "Duration"
+    assert duration["dimensions"] == {"FunctionName": "${var.function_name}"}
+    assert unquote(duration["statistic"]) == "Maximum" and duration["threshold"] == "${local.duration_threshold_ms}"
+    assert local(OBSERVABILITY_MAIN, "duration_threshold_ms") == (
+        "${var.function_timeout * 1000 * var.duration_alarm_threshold_percent / 100}"
+    )
+    assert variable(ROOT_VARIABLES, "duration_alarm_threshold_percent")["default"] == 80
+    assert rotation["count"] == "${var.rotation_function_name == null ? 0 : 1}"
+    assert unquote(rotation["namespace"]) == "AWS/Lambda" and unquote(rotation["metric_name"]) == "Errors"
+    assert rotation["dimensions"] == {"FunctionName": "${var.rotation_function_name}"}
+    assert rotation["threshold"] == 0 and unquote(rotation["comparison_operator"]) == "GreaterThanThreshold"
+
+
+def test_dashboard_shows_every_proxy_metric_by_caller_and_model_and_its_url_is_an_output():
+    text = OBSERVABILITY_MAIN.read_text()
+    dashboards = [n for t, n, _ in typed(OBSERVABILITY_MAIN, "resource") if t == "aws_cloudwatch_dashboard"]
+    root_outputs = dict(labelled(ROOT_OUTPUTS, "output"))
+    literal = set(re.findall(r'MetricName=\\"(\w+)\\"', text))
+    looped = set(unquote(local(OBSERVABILITY_MAIN, "token_metrics")))
+
+    assert dashboards == ["this"]
+    assert unquote(local(OBSERVABILITY_MAIN, "token_metrics")) == [
+        "InputTokens",
+        "OutputTokens",
+        "CacheReadInputTokens",
+        "CacheWriteInputTokens",
+    ]
+    assert 'for row, dimension in ["caller", "model"]' in text
+    assert "${local.search_prefix}caller,model}" in text
+    assert '${local.search_prefix}${dimension}} MetricName=\\"${metric}\\"' in text
+    assert EMF_METRICS <= literal | looped
+    assert '"AWS/Lambda", "Duration", "FunctionName", var.function_name' in text
+    assert '"AWS/Lambda", "ConcurrentExecutions", "FunctionName", var.function_name' in text
+    assert "${var.metrics_namespace}" in local(OBSERVABILITY_MAIN, "search_prefix")
+    assert root_outputs["dashboard_url"]["value"] == "${one(module.observability[*].dashboard_url)}"
+    assert "aws_cloudwatch_dashboard.this.dashboard_name" in dict(
+        labelled(TERRAFORM / "modules" / "observability" / "outputs.tf", "output")
+    )["dashboard_url"]["value"]
+
+
 # -- the secret ----------------------------------------------------------------------
 
 
@@ -424,3 +719,22 @@ def test_readme_lists_every_root_input_and_output(kind, source, readme_path):
     missing = [name for name, _ in labelled(TERRAFORM / source, kind) if f"`{name}`" not in readme]
 
     assert not missing, f"{readme_path} does not list: {missing}"
+
+
+@pytest.mark.parametrize("module", MODULES + [TERRAFORM / "examples" / "complete"], ids=lambda p: p.name)
+def test_every_module_has_the_standard_files_and_documents_its_inputs_and_outputs(module):
+    readme = (module / "README.md").read_text()
+
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (module / name).exists(), f"{module.relative_to(REPO)} has no {name}"
+    for kind, source in (("variable", "variables.tf"), ("output", "outputs.tf")):
+        missing = [name for name, _ in labelled(module / source, kind) if f"`{name}`" not in readme]
+        assert not missing, f"{module.relative_to(REPO)}/README.md does not list: {missing}"
+
+
+def test_ci_validates_every_module():
+    workflow = (REPO / ".github" / "workflows" / "ci.yml").read_text()
+    loop = re.search(r"for module in ([\w ]+); do", workflow).group(1).split()
+
+    assert sorted(loop) == sorted(m.name for m in MODULES)
+    assert "working-directory: terraform/examples/complete" in workflow

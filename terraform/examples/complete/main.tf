@@ -17,6 +17,14 @@ module "bedrock_anthropic_proxy" {
   # the token can spend on.
   allowed_models = ["anthropic.claude-*"]
 
+  bedrock_api = var.bedrock_api
+
+  # When Bedrock throttles Sonnet 4.5 in the region's profile, try the global
+  # profile, then Haiku 4.5.
+  model_fallbacks = {
+    "claude-sonnet-4-5" = ["global.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-haiku-4-5"]
+  }
+
   extra_environment = {
     TOKEN_REFRESH_SECONDS = "300"
   }
@@ -31,4 +39,10 @@ module "bedrock_anthropic_proxy" {
   enable_rotation              = var.enable_rotation
   rotation_schedule_expression = "rate(30 days)"
   rotate_immediately           = true
+
+  enable_budgets = var.enable_budgets
+
+  alarm_sns_topic_arn        = var.alarm_sns_topic_arn
+  error_rate_alarm_threshold = 5
+  throttles_alarm_threshold  = 10
 }

@@ -18,6 +18,11 @@ output "secret_arn" {
   value       = module.bedrock_anthropic_proxy.secret_arn
 }
 
+output "dashboard_url" {
+  description = "Console URL of the proxy's CloudWatch dashboard."
+  value       = module.bedrock_anthropic_proxy.dashboard_url
+}
+
 output "curl_command" {
   description = "A ready-to-paste streaming request against the proxy."
   value       = module.bedrock_anthropic_proxy.curl_command

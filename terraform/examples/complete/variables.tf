@@ -26,6 +26,34 @@ variable "inference_profile" {
   }
 }
 
+variable "bedrock_api" {
+  type        = string
+  description = "Upstream of the proxy: invoke (Bedrock Runtime InvokeModel) or mantle (Bedrock's Anthropic Messages endpoint, bedrock-mantle)."
+  default     = "invoke"
+
+  validation {
+    condition     = contains(["invoke", "mantle"], var.bedrock_api)
+    error_message = "bedrock_api must be invoke or mantle."
+  }
+}
+
+variable "enable_budgets" {
+  type        = bool
+  description = "Whether to create the DynamoDB usage table that enforces callers' daily_tokens / monthly_tokens."
+  default     = false
+}
+
+variable "alarm_sns_topic_arn" {
+  type        = string
+  description = "SNS topic ARN the alarms notify, or null for alarms without actions."
+  default     = null
+
+  validation {
+    condition     = var.alarm_sns_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.alarm_sns_topic_arn))
+    error_message = "alarm_sns_topic_arn must be null or a standard SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)."
+  }
+}
+
 variable "enable_rotation" {
   type        = bool
   description = "Whether to deploy the rotate-token function and rotate the token Terraform generated right after creating it."
