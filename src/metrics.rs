@@ -2,9 +2,9 @@
 //! is also a CloudWatch Embedded Metric Format record, which CloudWatch Logs turns into metrics
 //! (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 //!
-//! Dimension sets are `[caller]`, `[model]` and `[caller, model]`, where `model` is the Bedrock
-//! model ID; every metric is present on every line, as a number, so that sums and rates are
-//! right over any period.
+//! Dimension sets are `[]` (the totals, which alarms read), `[caller]`, `[model]` and
+//! `[caller, model]`, where `model` is the Bedrock model ID; every metric is present on every
+//! line, as a number, so that sums and rates are right over any period.
 
 use serde_json::{json, Map, Value};
 
@@ -69,7 +69,7 @@ pub fn add_emf(fields: &mut Map<String, Value>, namespace: &str, timestamp_ms: u
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [["caller"], ["model"], ["caller", "model"]],
+                "Dimensions": [[], ["caller"], ["model"], ["caller", "model"]],
                 "Metrics": metrics,
             }],
         }),
