@@ -51,35 +51,60 @@ async fn a_stream_is_reframed_as_anthropic_sse() {
     assert_eq!(last_request(&h)["operation"], "invoke-with-response-stream");
 }
 
+/// Microseconds since the epoch, the emulator's `stamp` clock.
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros()
+}
+
 #[tokio::test]
-async fn the_first_event_never_waits_for_later_chunks() {
+async fn each_event_reaches_the_caller_before_bedrock_sends_the_next() {
+    // Ordering, not speed: with `stamp`, each text delta says when the emulator sent it, and
+    // the next comes 0.6 s later. Every event must reach the caller before the emulator even
+    // produced the next one; a proxy that batched or buffered would deliver them together.
     let h = harness(&[]).await;
     let req = request("POST", "/v1/messages", Some(&json!({})))
         .body(Body::from(
-            message("emulator:chunks=3 emulator:delay_ms=700", true).to_string(),
+            message("emulator:chunks=4 emulator:delay_ms=600 emulator:stamp", true).to_string(),
         ))
         .unwrap();
-    let started = Instant::now();
     let response = h.app.clone().oneshot(req).await.unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
-    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    let first_at = started.elapsed();
-    assert!(first.starts_with(b"event: message_start\n"), "{first:?}");
-    let mut arrivals = vec![first_at];
+    let mut received: Vec<(Value, u128)> = Vec::new();
     while let Some(frame) = body.frame().await {
-        frame.unwrap();
-        arrivals.push(started.elapsed());
+        let at = unix_micros();
+        let data = frame.unwrap().into_data().unwrap();
+        for (_, event) in parse_sse(std::str::from_utf8(&data).unwrap()) {
+            received.push((event, at));
+        }
     }
-    let total = started.elapsed();
-    // The emulator spends about 0.7 s between frames; the whole answer takes several
-    // seconds, and the first frame must arrive long before the rest.
-    assert!(total >= Duration::from_millis(2800), "total {total:?}");
-    assert!(first_at < Duration::from_millis(500), "first frame after {first_at:?}");
+    let sent_at = |event: &Value| -> Option<u128> {
+        let text = event["delta"]["text"].as_str()?;
+        text.strip_prefix("t=")?.strip_suffix(';')?.parse().ok()
+    };
+    let deltas: Vec<(u128, u128)> = received
+        .iter()
+        .filter_map(|(event, at)| Some((sent_at(event)?, *at)))
+        .collect();
+    assert_eq!(deltas.len(), 4, "{received:?}");
+    let (first, first_at) = &received[0];
+    assert_eq!(first["type"], "message_start");
     assert!(
-        arrivals.windows(2).any(|w| w[1] - w[0] >= Duration::from_millis(500)),
-        "frames were batched: {arrivals:?}"
+        *first_at < deltas[0].0,
+        "message_start reached the caller only after the first delta was sent"
     );
+    for (i, pair) in deltas.windows(2).enumerate() {
+        let ((_, got), (next_sent, _)) = (pair[0], pair[1]);
+        assert!(
+            got < next_sent,
+            "delta {i} reached the caller only after delta {} was sent: batched ({deltas:?})",
+            i + 1
+        );
+    }
+    assert_eq!(received.last().unwrap().0["type"], "message_stop");
 }
 
 #[tokio::test]
@@ -490,7 +515,8 @@ async fn models_are_listed_and_paged_in_anthropics_shape() {
 #[tokio::test]
 async fn silence_before_the_first_event_is_filled_with_pings() {
     let h = harness(&[("PING_INTERVAL_MS", "300")]).await;
-    let reply = post(&h.app, "/v1/messages", &message("emulator:first_delay_ms=1000", true)).await;
+    // Six intervals of silence; two pings is a generous floor for a loaded machine.
+    let reply = post(&h.app, "/v1/messages", &message("emulator:first_delay_ms=2000", true)).await;
     assert_eq!(reply.status, 200);
     let events = parse_sse(&reply.text());
     let first_delta = events.iter().position(|(n, _)| n == "message_start").unwrap();
@@ -526,8 +552,10 @@ async fn a_caller_that_leaves_mid_stream_closes_bedrocks_connection() {
         if h.emulator.stats()["streams_cancelled"] == 1 {
             break;
         }
+        // The emulator sees the close as soon as hyper does, within milliseconds; the bound only
+        // keeps a broken build from waiting out the 20 s stream, with room for a loaded machine.
         assert!(
-            left.elapsed() < Duration::from_secs(1),
+            left.elapsed() < Duration::from_secs(10),
             "bedrock's stream still open: {}",
             h.emulator.stats()
         );
@@ -653,16 +681,16 @@ async fn a_panicking_handler_gets_a_500_and_the_process_keeps_serving() {
 async fn bedrock_hanging_before_the_first_byte_times_out_cleanly() {
     let h = harness(&[("UPSTREAM_TIMEOUT_SECONDS", "1")]).await;
     for stream in [false, true] {
-        let started = Instant::now();
+        // The emulator never answers; a 504 at all proves the proxy gave up by itself. The
+        // bound is only there so that a broken build fails instead of hanging.
         let reply = tokio::time::timeout(
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             post(&h.app, "/v1/messages", &message("emulator:hang", stream)),
         )
         .await
         .expect("the proxy must give up on its own");
         assert_eq!(reply.status, 504, "stream={stream}: {}", reply.text());
         assert_eq!(reply.error_type(), "api_error");
-        assert!(started.elapsed() < Duration::from_secs(5));
     }
     // Nothing is left running: the emulator's hung responses were abandoned.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -683,25 +711,35 @@ async fn pings_between_events_lose_no_event() {
     let events = parse_sse(&reply.text());
     let deltas: Vec<&str> = events.iter().filter_map(|(_, d)| d["delta"]["text"].as_str()).collect();
     assert_eq!(deltas.len(), 8, "{events:?}");
-    assert!(events.iter().filter(|(n, _)| n == "ping").count() >= 8, "{events:?}");
+    // A ping between two deltas is a wait that was interrupted and resumed: how many there
+    // are depends on the machine's load, that there is one does not.
+    let first_delta = events.iter().position(|(_, d)| d["delta"]["text"].is_string()).unwrap();
+    let last_delta = events
+        .iter()
+        .rposition(|(_, d)| d["delta"]["text"].is_string())
+        .unwrap();
+    assert!(
+        events[first_delta..last_delta].iter().any(|(n, _)| n == "ping"),
+        "{events:?}"
+    );
     assert_eq!(events.last().unwrap().0, "message_stop");
 }
 
 #[tokio::test]
 async fn bedrock_going_silent_mid_stream_ends_the_stream_with_an_error() {
     let h = harness(&[("UPSTREAM_TIMEOUT_SECONDS", "1"), ("PING_INTERVAL_MS", "200")]).await;
-    let started = Instant::now();
-    let reply = post(
-        &h.app,
-        "/v1/messages",
-        &message("emulator:chunks=3 emulator:delay_ms=4000", true),
+    // 60 s between events: only the idle timeout (1 s) can end this stream within the bound,
+    // which is generous for a loaded machine.
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        post(
+            &h.app,
+            "/v1/messages",
+            &message("emulator:chunks=3 emulator:delay_ms=60000", true),
+        ),
     )
-    .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    .await
+    .expect("a silent upstream must end the stream at UPSTREAM_TIMEOUT_SECONDS");
     let events = parse_sse(&reply.text());
     assert!(events.iter().any(|(n, _)| n == "ping"), "{events:?}");
     let (last, data) = events.last().unwrap();

@@ -88,9 +88,11 @@ def test_local_mode_does_send_cors_headers_with_the_same_setting(start_proxy):
 
 
 def test_lambda_stops_bedrock_when_the_caller_leaves(lambda_function, emulator):
-    # In Lambda the runtime reports the broken response stream; the function then drops the
-    # body, and with it Bedrock's connection. `cargo lambda watch` forwards the caller's hang-up
-    # to the function's response stream the same way.
+    # Under `cargo lambda watch` the caller's hang-up closes the function's response stream to
+    # the runtime API; lambda_runtime then drops the body, and with it Bedrock's connection.
+    # This shows the function's side works. Real Lambda does not do this: a Function URL keeps
+    # the function running after the client disconnects (AWS, "Response streaming for Lambda
+    # functions"), so there the deadline is what stops it (see the README, Reliability).
     before = emulator.stats()["streams_cancelled"]
     body = message_body(prompt("emulator:chunks=300", "emulator:delay_ms=100"), stream=True)
     response = lambda_function.request("POST", "/v1/messages", headers=auth(), body=body)
@@ -101,7 +103,7 @@ def test_lambda_stops_bedrock_when_the_caller_leaves(lambda_function, emulator):
     response.close()
     closed_at = time.time()
 
-    deadline = closed_at + 10
+    deadline = closed_at + 15
     stats = emulator.stats()
     while stats["streams_cancelled"] <= before and time.time() < deadline:
         time.sleep(0.05)
@@ -109,4 +111,6 @@ def test_lambda_stops_bedrock_when_the_caller_leaves(lambda_function, emulator):
     assert stats["streams_cancelled"] > before, f"Bedrock's stream outlived the caller: {stats}"
     delay = stats["last_cancel_unix_ms"] / 1000 - closed_at
     print(f"\n[e2e] lambda: Bedrock stream cancelled {delay * 1000:.0f} ms after the caller left")
-    assert delay < 1.0, f"cancelled {delay:.3f} s after the caller left"
+    # Milliseconds in practice; the bound allows for a loaded machine and is still far below
+    # the 30 s the stream would have lasted.
+    assert delay < 10.0, f"cancelled {delay:.3f} s after the caller left"
