@@ -224,6 +224,20 @@ mod tests {
     }
 
     #[test]
+    fn the_deadline_margin_and_the_secret_read_timeout_default_to_three_seconds() {
+        let cfg = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(cfg.lambda_deadline_margin, Duration::from_secs(3));
+        assert_eq!(cfg.token_read_timeout, Duration::from_secs(3));
+        let cfg = Config::from_vars(&vars(&[
+            ("LAMBDA_DEADLINE_MARGIN_MS", "500"),
+            ("TOKEN_READ_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.lambda_deadline_margin, Duration::from_millis(500));
+        assert_eq!(cfg.token_read_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
     fn bad_numbers_say_which_variable() {
         let err = Config::from_vars(&vars(&[("MAX_BODY_BYTES", "lots")])).unwrap_err();
         assert!(err.0.contains("MAX_BODY_BYTES"));

@@ -11,6 +11,11 @@ use std::time::{Duration, SystemTime};
 use lambda_http::RequestExt;
 use tokio::time::Instant;
 
+/// A real deadline is at most 15 minutes away (Lambda's longest timeout). `cargo lambda watch`
+/// sends the timeout itself (600000) where the Runtime API documents "the date that the
+/// function times out in Unix time milliseconds"; a value this far from now is no deadline.
+const PLAUSIBLE: Duration = Duration::from_secs(24 * 3600);
+
 /// When the proxy gives up on an answer: the invocation's deadline less a margin.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -22,11 +27,29 @@ pub struct Deadline {
 
 impl Deadline {
     /// The deadline of the invocation carrying this request: lambda_http puts the invocation's
-    /// `Context` in each request's extensions. `None` outside Lambda, and for a context with
-    /// no deadline (0, what `Context::default()` holds).
+    /// `Context` in each request's extensions. `None` outside Lambda, and for a context whose
+    /// deadline is no Unix time (0, what `Context::default()` holds, or a value days away).
     pub fn of_invocation(extensions: &axum::http::Extensions, margin: Duration) -> Option<Self> {
         let context = extensions.lambda_context_ref()?;
-        (context.deadline != 0).then(|| Self::at_wall_clock(context.deadline(), margin))
+        let at = context.deadline();
+        let distance = match at.duration_since(SystemTime::now()) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        if distance > PLAUSIBLE {
+            tracing::debug!(
+                deadline_ms = context.deadline,
+                "the invocation's deadline is no Unix time; ignored"
+            );
+            return None;
+        }
+        let deadline = Self::at_wall_clock(at, margin);
+        tracing::debug!(
+            deadline_ms = context.deadline,
+            remaining_ms = deadline.remaining().as_millis() as u64,
+            "invocation deadline"
+        );
+        Some(deadline)
     }
 
     /// `margin` before the wall-clock time `deadline` (Lambda gives it in ms since the epoch),
@@ -59,6 +82,10 @@ mod tests {
             Deadline::of_invocation(&extensions, Duration::from_secs(3)).is_none(),
             "a context without a deadline sets none"
         );
+        // What `cargo lambda watch` sends: the timeout, not a time.
+        context.deadline = 600_000;
+        extensions.insert(context.clone());
+        assert!(Deadline::of_invocation(&extensions, Duration::from_secs(3)).is_none());
         let in_60_s = SystemTime::now() + Duration::from_secs(60);
         context.deadline = in_60_s.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
         extensions.insert(context);
