@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Benchmarks (issue 7), all on loopback against the Bedrock emulator, one command:
 #
-#   scripts/bench.sh            # ~7 min on 2 cores once built; results in target/bench/
+#   scripts/bench.sh            # ~9 min on 2 cores once built; results in target/bench/
 #   scripts/bench.sh --quick    # shorter runs, for checking the script itself
-#   scripts/bench.sh --profile  # also callgrind-profile a streamed request (+1 min; first time +10 min build)
+#   scripts/bench.sh --profile  # also callgrind-profile a streamed request (+2 min; first time +10 min build)
+#                               # (of the proxy in both modes, BEDROCK_API=invoke and mantle)
 #
-# Three paths get the same requests in the same run, interleaved: (1) direct: the client speaks
-# Bedrock's event stream to the emulator itself; (2) this proxy, local mode, release build;
-# (3) LiteLLM's proxy (PyPI litellm[proxy] in .venv-bench) with its Bedrock endpoint pointed
-# at the emulator. Then exec-to-ready of the proxy (local and Lambda mode, with and without
-# Secrets Manager via moto) and the size of the arm64 bootstrap.zip from scripts/build.sh.
+# Five paths get the same requests in the same run, interleaved: (1) direct: the client speaks
+# Bedrock's event stream to the emulator itself; (2) this proxy, local mode, release build
+# (BEDROCK_API=invoke, the default); (3) direct (mantle): the client speaks SSE to the
+# emulator's Bedrock Anthropic Messages ("Mantle") route; (4) proxy (mantle): the same binary
+# started a second time with BEDROCK_API=mantle; (5) LiteLLM's proxy (PyPI litellm[proxy] in
+# .venv-bench) with its Bedrock endpoint pointed at the emulator. Then exec-to-ready of the
+# proxy (local and Lambda mode, with and without Secrets Manager via moto) and the size of the
+# arm64 bootstrap.zip from scripts/build.sh.
 # The measuring is done by bench/ (proxy-bench); this script builds, starts and stops servers.
 # Every server it starts is stopped on exit.
 set -euo pipefail
@@ -24,7 +28,7 @@ for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --profile) PROFILE=1 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $arg (use --quick, --profile)" >&2; exit 2 ;;
   esac
 done
@@ -91,6 +95,7 @@ step "machine"
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "- RAM: $(free -g | awk '/^Mem:/ {print $2}') GiB"
   echo "- kernel: $(uname -r); $(rustc --version); LiteLLM $LITELLM_VERSION, $LITELLM_WORKERS uvicorn worker(s)"
+  echo "- tree: HEAD $(git rev-parse --short HEAD) ($(git log -1 --format=%cs)), $(git status --porcelain -- src tests/emulator Cargo.toml Cargo.lock | wc -l) uncommitted change(s) under src/, tests/emulator/ and Cargo.* built as they are; $(date -u '+%Y-%m-%d %H:%M UTC')"
 } | tee "$OUT/machine.md"
 
 step "bedrock emulator"
@@ -103,16 +108,34 @@ EMU=$(sed -n 's/^LISTENING //p' "$OUT/emulator.out")
 echo "emulator at $EMU (pid $EMU_PID)"
 
 proxy_env=(
-  AWS_ENDPOINT_URL_BEDROCK_RUNTIME="$EMU" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  AWS_ENDPOINT_URL_BEDROCK_RUNTIME="$EMU" AWS_ENDPOINT_URL_BEDROCK_MANTLE="$EMU" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   AWS_REGION=us-east-1 INFERENCE_PROFILE=us BEARER_TOKEN=$TOKEN
 )
 
 step "proxy (local mode, release build)"
 PROXY_PORT=$(free_port)
-env "${proxy_env[@]}" LISTEN_ADDR=127.0.0.1:$PROXY_PORT "$BIN/bedrock-anthropic-proxy" 2>"$OUT/proxy.log" &
+env "${proxy_env[@]}" BEDROCK_API=invoke LISTEN_ADDR=127.0.0.1:$PROXY_PORT "$BIN/bedrock-anthropic-proxy" \
+  2>"$OUT/proxy.log" &
 PROXY_PID=$!
 PIDS+=("$PROXY_PID")
 wait_port "$PROXY_PORT" 10 proxy
+
+step "proxy (mantle): the same binary, BEDROCK_API=mantle"
+MANTLE_PORT=$(free_port)
+env "${proxy_env[@]}" BEDROCK_API=mantle LISTEN_ADDR=127.0.0.1:$MANTLE_PORT "$BIN/bedrock-anthropic-proxy" \
+  2>"$OUT/proxy-mantle.log" &
+MANTLE_PID=$!
+PIDS+=("$MANTLE_PID")
+wait_port "$MANTLE_PORT" 10 "proxy (mantle)"
+# Fail early, with the proxy's own answer, if Mantle mode cannot stream through the emulator.
+if ! "$BIN/proxy-bench" drive --url "http://127.0.0.1:$MANTLE_PORT" --token "$TOKEN" --n 1 >/dev/null; then
+  echo "bench.sh: the proxy in mantle mode does not answer a streamed request:" >&2
+  curl -sS "http://127.0.0.1:$MANTLE_PORT/v1/messages" -H "authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \
+    -d '{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}' >&2 || true
+  tail -5 "$OUT/proxy-mantle.log" >&2
+  exit 1
+fi
 
 step "LiteLLM proxy ($LITELLM_WORKERS workers)"
 export LITELLM_LOCAL_MODEL_COST_MAP=True # no network here: never fetch the price list
@@ -152,16 +175,17 @@ else
   litellm_runs=3
 fi
 
-step "compare: direct vs proxy vs LiteLLM (interleaved)"
+step "compare: direct vs proxy (invoke, mantle) vs LiteLLM (interleaved)"
 "$BIN/proxy-bench" compare --direct "$EMU" --proxy "http://127.0.0.1:$PROXY_PORT" --proxy-pid "$PROXY_PID" \
+  --direct-mantle "$EMU" --proxy-mantle "http://127.0.0.1:$MANTLE_PORT" --proxy-mantle-pid "$MANTLE_PID" \
   --litellm "http://127.0.0.1:$LITELLM_PORT" --litellm-pid "$LITELLM_PID" --emulator-pid "$EMU_PID" \
   --token "$TOKEN" "${compare_args[@]}" --out "$OUT/compare.json" | tee "$OUT/compare.md"
 
 step "stop the servers under test (cold starts run alone)"
 LITELLM_KIDS=$(pgrep -P "$LITELLM_PID" 2>/dev/null || true)
 for kid in $LITELLM_KIDS; do kill "$kid" 2>/dev/null || true; done
-kill "$LITELLM_PID" "$PROXY_PID" 2>/dev/null || true
-wait "$LITELLM_PID" "$PROXY_PID" 2>/dev/null || true
+kill "$LITELLM_PID" "$PROXY_PID" "$MANTLE_PID" 2>/dev/null || true
+wait "$LITELLM_PID" "$PROXY_PID" "$MANTLE_PID" 2>/dev/null || true
 for kid in $LITELLM_KIDS; do
   for _ in $(seq 100); do kill -0 "$kid" 2>/dev/null || break; sleep 0.1; done
 done
@@ -202,29 +226,37 @@ if [ "$PROFILE" = 1 ]; then
   cargo build --profile profiling --config 'profile.profiling.inherits="release"' \
     --config 'profile.profiling.strip=false' --config 'profile.profiling.debug="line-tables-only"' \
     -p bedrock-anthropic-proxy --bin bedrock-anthropic-proxy
-  PROF_PORT=$(free_port)
   PROF_REQUESTS=${PROF_REQUESTS:-2000}
-  env "${proxy_env[@]}" LISTEN_ADDR=127.0.0.1:$PROF_PORT \
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
-    target/profiling/bedrock-anthropic-proxy 2>"$OUT/callgrind.log" &
-  PROF_PID=$!
-  PIDS+=("$PROF_PID")
-  wait_port "$PROF_PORT" 120 "proxy under callgrind"
-  drive=("$BIN/proxy-bench" drive --url "http://127.0.0.1:$PROF_PORT" --token "$TOKEN" --text "emulator:chunks=10")
-  "${drive[@]}" --n 200 >/dev/null # warm-up: connection pools, lazy statics
-  callgrind_control --zero "$PROF_PID" >/dev/null
-  "${drive[@]}" --n "$PROF_REQUESTS"
-  rm -f "$OUT"/callgrind.out.*
-  callgrind_control --dump=streamed "$PROF_PID" >/dev/null
-  sleep 1
-  kill "$PROF_PID" 2>/dev/null || true
-  wait "$PROF_PID" 2>/dev/null || true
-  DUMP=$(ls -t "$OUT"/callgrind.out.* | head -1)
+  profile_api() { # BEDROCK_API; sets DUMP to the dump's path (no subshell: PIDS must see the pid)
+    local api=$1 port pid
+    port=$(free_port)
+    env "${proxy_env[@]}" BEDROCK_API="$api" LISTEN_ADDR=127.0.0.1:$port \
+      valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-$api.out" \
+      target/profiling/bedrock-anthropic-proxy 2>"$OUT/callgrind-$api.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" 120 "proxy under callgrind ($api)"
+    local drive=("$BIN/proxy-bench" drive --url "http://127.0.0.1:$port" --token "$TOKEN" --text "emulator:chunks=10")
+    "${drive[@]}" --n 200 >/dev/null # warm-up: connection pools, lazy statics
+    callgrind_control --zero "$pid" >/dev/null
+    "${drive[@]}" --n "$PROF_REQUESTS" >&2
+    rm -f "$OUT/callgrind-$api.out".*
+    callgrind_control --dump=streamed "$pid" >/dev/null
+    sleep 1
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    DUMP=$(ls -t "$OUT/callgrind-$api.out".* | head -1)
+  }
+  profile_api invoke
+  DUMP_INVOKE=$DUMP
+  profile_api mantle
+  DUMP_MANTLE=$DUMP
   {
     echo "Workload: $PROF_REQUESTS streamed requests (emulator:chunks=10, c=1) through target/profiling/bedrock-anthropic-proxy"
-    echo "(the release profile plus symbols), counted by callgrind after 200 warm-up requests."
+    echo "(the release profile plus symbols), counted by callgrind after 200 warm-up requests, once with"
+    echo "BEDROCK_API=invoke and once with BEDROCK_API=mantle."
     echo
-    python3 bench/callgrind_summary.py "$DUMP" "$PROF_REQUESTS"
+    python3 bench/callgrind_summary.py "$PROF_REQUESTS" invoke="$DUMP_INVOKE" mantle="$DUMP_MANTLE"
   } | tee "$OUT/profile.md"
 fi
 
@@ -232,7 +264,7 @@ fi
   echo "## Machine"
   cat "$OUT/machine.md"
   echo
-  echo "## Direct vs proxy vs LiteLLM"
+  echo "## Direct vs proxy (InvokeModel and Mantle) vs LiteLLM"
   cat "$OUT/compare.md"
   echo
   echo "## Exec to ready"

@@ -1,6 +1,7 @@
-//! One measured request against one path: straight to the emulator (Bedrock's event stream,
-//! decoded here), or through an Anthropic-format proxy (server-sent events), with the times a
-//! caller sees: first text delta, each stamped delta's delay, the end.
+//! One measured request against one path: straight to the emulator (Bedrock Runtime's event
+//! stream, decoded here, or Bedrock's Anthropic Messages endpoint, "Mantle", which answers
+//! server-sent events), or through an Anthropic-format proxy (server-sent events), with the
+//! times a caller sees: first text delta, each stamped delta's delay, the end.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,8 +17,12 @@ use serde_json::{json, Value};
 /// The Bedrock model id every path ends up calling.
 pub const BEDROCK_MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 
-/// The Anthropic model name the proxies are asked for (both map it to `BEDROCK_MODEL`).
+/// The Anthropic model name the proxies are asked for (both map it to `BEDROCK_MODEL`, or in
+/// the proxy's Mantle mode to `MANTLE_MODEL`).
 pub const ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
+
+/// The same model's id on Mantle (no region prefix there).
+pub const MANTLE_MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
 
 /// A pooled HTTP/1.1 client with TCP_NODELAY, like the proxies' own upstream clients.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -39,12 +44,15 @@ pub enum Protocol {
     Bedrock,
     /// Anthropic's `POST /v1/messages`.
     Anthropic,
+    /// Bedrock's Anthropic Messages endpoint ("Mantle", the emulator itself):
+    /// `POST /anthropic/v1/messages?beta=true`, SigV4 for `bedrock-mantle`, Anthropic SSE back.
+    Mantle,
 }
 
 /// One of the compared paths.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `direct`, `proxy` or `litellm`.
+    /// `direct`, `direct (mantle)`, `proxy`, `proxy (mantle)` or `litellm`.
     pub name: String,
     /// What it speaks.
     pub protocol: Protocol,
@@ -143,6 +151,25 @@ fn request_for(target: &Target, ask: &Ask) -> Request<Full<Bytes>> {
                 .header("authorization", format!("Bearer {}", target.token))
                 .header("anthropic-version", "2023-06-01");
             (format!("{}/v1/messages", target.base), body, builder)
+        }
+        Protocol::Mantle => {
+            // The first-party shape with Mantle's model id, as the proxy's Mantle mode sends it.
+            let body = json!({ "model": MANTLE_MODEL, "max_tokens": 256, "stream": ask.stream, "messages": messages });
+            // As on Runtime, the emulator checks the SigV4 header's shape (scope `bedrock-mantle`,
+            // `host` and `x-amz-date` signed and sent), never the signature itself.
+            let builder = builder
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/bedrock-mantle/aws4_request, \
+                     SignedHeaders=host;x-amz-date, Signature=0",
+                )
+                .header("x-amz-date", "20260101T000000Z")
+                .header("anthropic-version", "2023-06-01");
+            (
+                format!("{}/anthropic/v1/messages?beta=true", target.base),
+                body,
+                builder,
+            )
         }
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -412,6 +439,24 @@ mod tests {
         assert_eq!(events[0].kind, "content_block_delta");
         assert_eq!(stamp_of(&events[0].data), Some(12));
         assert_eq!(events[1].kind, "message_stop");
+    }
+
+    #[test]
+    fn mantle_requests_carry_the_first_party_body_and_a_bedrock_mantle_signature_shape() {
+        let target = Target {
+            name: "direct (mantle)".into(),
+            protocol: Protocol::Mantle,
+            base: "http://127.0.0.1:1".into(),
+            token: String::new(),
+        };
+        let req = request_for(&target, &Ask::new("hi", true));
+        assert_eq!(req.uri(), "http://127.0.0.1:1/anthropic/v1/messages?beta=true");
+        let header = |k: &str| req.headers()[k].to_str().unwrap().to_string();
+        assert!(
+            header("authorization").contains("/us-east-1/bedrock-mantle/aws4_request, SignedHeaders=host;x-amz-date,")
+        );
+        assert_eq!(header("x-amz-date"), "20260101T000000Z");
+        assert_eq!(header("anthropic-version"), "2023-06-01");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `proxy-bench compare`: the same requests over each path (direct, proxy, LiteLLM), in the
+//! `proxy-bench compare`: the same requests over each path (direct, proxy, LiteLLM, and for
+//! Bedrock's Anthropic Messages endpoint "Mantle" direct (mantle) and proxy (mantle)), in the
 //! same run, interleaved: time to first delta, per-chunk forwarding delay, throughput at
 //! several concurrencies with each server's CPU and memory, then a Markdown report.
 
@@ -18,6 +19,26 @@ const TTFD_TEXT: &str = "Say hi. emulator:chunks=3";
 const CHUNK_TEXT: &str = "Say hi. emulator:chunks=20 emulator:delay_ms=2 emulator:stamp";
 /// Chunks per answer in the throughput runs.
 pub const THROUGHPUT_CHUNKS: usize = 10;
+
+/// The client speaking Mantle's SSE to the emulator itself.
+pub const DIRECT_MANTLE: &str = "direct (mantle)";
+/// The proxy started with `BEDROCK_API=mantle` (`proxy` is the same binary in InvokeModel mode).
+pub const PROXY_MANTLE: &str = "proxy (mantle)";
+
+/// The path a path's overhead is measured against: the client speaking the same Bedrock API
+/// to the emulator itself (`direct (mantle)` for `proxy (mantle)` when it was measured,
+/// `direct` for the rest).
+fn baseline_of(name: &str, has_direct_mantle: bool) -> &'static str {
+    if has_direct_mantle && name.ends_with("(mantle)") {
+        DIRECT_MANTLE
+    } else {
+        "direct"
+    }
+}
+
+fn is_direct(name: &str) -> bool {
+    name.starts_with("direct")
+}
 
 /// A compared path and the server process behind it (none for `direct`: its server is the
 /// emulator, which every path shares).
@@ -52,6 +73,10 @@ fn rotated<T>(items: &[T], by: usize) -> impl Iterator<Item = &T> {
 }
 
 /// Runs the plan and returns every figure as JSON.
+///
+/// Ordering: each latency round sends one request per path, in an order rotated by one each
+/// round; each throughput (mode, concurrency) runs every path once per round, rotated the same
+/// way. So drifting background load (other builds on the machine) falls on every path alike.
 pub async fn run(client: &HttpClient, plan: &Plan) -> Value {
     let ticks = procfs::clock_ticks();
     let mut idle = Map::new();
@@ -283,33 +308,57 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
-/// The Markdown tables of a `compare` result: each figure with its ratio to direct and to LiteLLM.
+/// A figure of one path in a `compare` result (`r[key][path][field]`), NaN when absent.
+fn fig(r: &Value, key: &str, path: &str, field: &str) -> f64 {
+    r[key][path][field].as_f64().unwrap_or(f64::NAN)
+}
+
+/// A difference in µs with its sign (`+45 µs`, `−323 µs`).
+fn fmt_delta_us(us: f64) -> String {
+    if us < 0.0 {
+        format!("−{}", fmt_us(-us))
+    } else {
+        format!("+{}", fmt_us(us))
+    }
+}
+
+/// The Markdown tables of a `compare` result: each figure with its ratio to direct (the client
+/// speaking the same Bedrock API to the emulator) and to LiteLLM.
 pub fn report(r: &Value) -> String {
     let mut s = String::new();
     let has_litellm = r["ttfd_us"].get("litellm").is_some();
+    let has_direct_mantle = r["ttfd_us"].get(DIRECT_MANTLE).is_some();
     let lite = |x: f64, l: f64| if has_litellm { ratio(x, l) } else { "n/a".into() };
+    let baseline = |name: &str| baseline_of(name, has_direct_mantle);
+
+    if r["ttfd_us"].get(PROXY_MANTLE).is_some() {
+        s.push_str(&invoke_vs_mantle(r));
+    }
 
     s.push_str("### Latency (c=1, interleaved)\n\n");
+    if has_direct_mantle {
+        s.push_str("\"direct\" for the Mantle paths is `direct (mantle)`.\n\n");
+    }
     s.push_str("| figure | path | p50 | p99 | n | errors | p50 over direct | p50 ×direct | p50 ×LiteLLM |\n|---|---|---|---|---|---|---|---|---|\n");
     for (key, label) in [
         ("ttfd_us", "time to first delta"),
         ("chunk_delay_us", "per-chunk delay"),
     ] {
-        let d50 = num(&r[key], "/direct/p50");
         let l50 = num(&r[key], "/litellm/p50");
         if let Some(obj) = r[key].as_object() {
             for (name, v) in obj {
                 let p50 = num(v, "/p50");
+                let d50 = fig(r, key, baseline(name), "p50");
                 s.push_str(&format!(
                     "| {label} | {name} | {} | {} | {} | {} | {} | {} | {} |\n",
                     fmt_us(p50),
                     fmt_us(num(v, "/p99")),
                     v["n"],
                     v["errors"],
-                    if name == "direct" {
+                    if is_direct(name) {
                         "—".into()
                     } else {
-                        format!("+{}", fmt_us(p50 - d50))
+                        fmt_delta_us(p50 - d50)
                     },
                     ratio(p50, d50),
                     lite(p50, l50),
@@ -344,10 +393,10 @@ pub fn report(r: &Value) -> String {
             "| {} | {c} | {name} | {:.0} | {} | {} | {:.0} | {} | {:.0} | {} |\n",
             if stream { "stream" } else { "non-stream" },
             rps,
-            ratio(rps, find(stream, c, "direct")),
+            ratio(rps, find(stream, c, baseline(name))),
             lite(rps, find(stream, c, "litellm")),
             num(t, "/errors"),
-            if name == "direct" {
+            if is_direct(name) {
                 "—".into()
             } else {
                 format!("{:.0}", num(t, "/cpu_us_per_request"))
@@ -375,5 +424,80 @@ pub fn report(r: &Value) -> String {
             ));
         }
     }
+    s
+}
+
+/// The InvokeModel-vs-Mantle table: the proxy in both modes next to the client speaking each
+/// API to the emulator itself, and the proxy's Mantle figure as a multiple of its InvokeModel one.
+fn invoke_vs_mantle(r: &Value) -> String {
+    let rows = r["throughput"].as_array().cloned().unwrap_or_default();
+    let run = |stream: bool, c: u64, name: &str, field: &str| {
+        rows.iter()
+            .find(|t| t["stream"] == stream && t["concurrency"] == c && t["path"] == name)
+            .map(|t| num(t, field))
+            .unwrap_or(f64::NAN)
+    };
+    let mut concurrency: Vec<u64> = rows.iter().filter_map(|t| t["concurrency"].as_u64()).collect();
+    concurrency.sort_unstable();
+    concurrency.dedup();
+
+    let mut s = String::from(
+        "### InvokeModel vs Mantle (interleaved in the same run)\n\n\
+         | figure | direct | proxy (invoke) | invoke: proxy over direct | direct (mantle) | proxy (mantle) | \
+         mantle: proxy over direct | proxy: mantle ×invoke |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let names = ["direct", "proxy", DIRECT_MANTLE, PROXY_MANTLE];
+    for (key, label) in [
+        ("ttfd_us", "time to first delta"),
+        ("chunk_delay_us", "per-chunk delay"),
+    ] {
+        for q in ["p50", "p99"] {
+            let [d, p, dm, pm] = names.map(|n| fig(r, key, n, q));
+            s.push_str(&format!(
+                "| {label} {q} (c=1) | {} | {} | {} | {} | {} | {} | {} |\n",
+                fmt_us(d),
+                fmt_us(p),
+                fmt_delta_us(p - d),
+                fmt_us(dm),
+                fmt_us(pm),
+                fmt_delta_us(pm - dm),
+                ratio(pm, p),
+            ));
+        }
+    }
+    for stream in [true, false] {
+        let mode = if stream { "streamed" } else { "non-streaming" };
+        for &c in &concurrency {
+            let [p, pm] = ["proxy", PROXY_MANTLE].map(|n| run(stream, c, n, "/cpu_us_per_request"));
+            let [e, em] = ["proxy", PROXY_MANTLE].map(|n| run(stream, c, n, "/emulator_cpu_us_per_request"));
+            s.push_str(&format!(
+                "| proxy CPU per {mode} request, c={c} (emulator's) | — ({e:.0} µs) | **{p:.0} µs** | — | — ({em:.0} µs) | **{pm:.0} µs** | — | **{}** |\n",
+                ratio(pm, p),
+            ));
+        }
+        for &c in &concurrency {
+            let [d, p, dm, pm] = names.map(|n| run(stream, c, n, "/rps_median"));
+            s.push_str(&format!(
+                "| {mode} req/s, c={c} | {d:.0} | {p:.0} | {} | {dm:.0} | {pm:.0} | {} | {} |\n",
+                ratio(p, d),
+                ratio(pm, dm),
+                ratio(pm, p),
+            ));
+        }
+    }
+    let errors: f64 = rows
+        .iter()
+        .filter(|t| t["path"] == PROXY_MANTLE || t["path"] == DIRECT_MANTLE)
+        .map(|t| num(t, "/errors"))
+        .sum::<f64>()
+        + [DIRECT_MANTLE, PROXY_MANTLE]
+            .iter()
+            .flat_map(|n| [fig(r, "ttfd_us", n, "errors"), fig(r, "chunk_delay_us", n, "errors")])
+            .filter(|e| e.is_finite())
+            .sum::<f64>();
+    s.push_str(&format!(
+        "\nThe emulator's CPU per request (in brackets) is the same emulator answering the same \
+         request as event-stream frames or as SSE. Failed requests on the Mantle paths: {errors:.0}.\n\n"
+    ));
     s
 }

@@ -20,6 +20,7 @@ use client::{http_client, Protocol, Target};
 
 const USAGE: &str = "usage:
   proxy-bench compare --direct URL --proxy URL --proxy-pid PID [--litellm URL --litellm-pid PID]
+                      [--direct-mantle URL] [--proxy-mantle URL --proxy-mantle-pid PID]
                       [--emulator-pid PID] [--token T] [--ttfd-rounds 300] [--chunk-rounds 60]
                       [--rounds 3] [--secs 4] [--concurrency 1,16,64] --out FILE
   proxy-bench coldstart --proxy-bin PATH --emulator URL [--moto URL] [--runs 30]
@@ -109,6 +110,20 @@ fn run() -> Result<bool, String> {
                     pid: pid("proxy-pid"),
                 },
             ];
+            // Bedrock's Anthropic Messages endpoint: the emulator's own route, and the proxy
+            // started with BEDROCK_API=mantle.
+            if let Some(url) = args.get("direct-mantle") {
+                paths.push(compare::Path {
+                    target: target(compare::DIRECT_MANTLE, Protocol::Mantle, url, &token),
+                    pid: None,
+                });
+            }
+            if let Some(url) = args.get("proxy-mantle") {
+                paths.push(compare::Path {
+                    target: target(compare::PROXY_MANTLE, Protocol::Anthropic, url, &token),
+                    pid: pid("proxy-mantle-pid"),
+                });
+            }
             if let Some(url) = args.get("litellm") {
                 paths.push(compare::Path {
                     target: target("litellm", Protocol::Anthropic, url, &token),
