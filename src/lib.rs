@@ -6,16 +6,20 @@
 
 pub mod auth;
 pub mod bedrock;
+pub mod budgets;
 pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod heal;
 pub mod mantle;
+pub mod metrics;
 pub mod models;
+pub mod policy;
 pub mod request_log;
 pub mod rotation;
 pub mod routes;
 pub mod rules;
+pub mod secret;
 pub mod sse;
 pub mod telemetry;
 pub mod translate;
