@@ -14,28 +14,53 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::error::ProxyError;
+use crate::policy::CallerPolicy;
 
 /// One caller's token. The value never appears in `Debug` output or logs.
 #[derive(Clone)]
 pub struct NamedToken {
-    /// The caller's name, logged with each request (`default` for a single-token secret).
-    pub name: String,
+    /// Who presents it: the name logged with each request, and the caller's policy.
+    pub caller: Caller,
     value: Vec<u8>,
 }
 
+/// An authenticated caller, as the handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's name (`default` for a single-token secret).
+    pub name: String,
+    /// What the caller may do (shared: every request of the caller reads the same policy).
+    pub policy: Arc<CallerPolicy>,
+}
+
 impl NamedToken {
-    /// A token for the caller `name`.
+    /// A token for the caller `name`, with no limits.
     pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         Self {
-            name: name.into(),
+            caller: Caller {
+                name: name.into(),
+                policy: Arc::new(CallerPolicy::default()),
+            },
             value: value.into(),
+        }
+    }
+}
+
+impl From<crate::secret::Caller> for NamedToken {
+    fn from(c: crate::secret::Caller) -> Self {
+        Self {
+            caller: Caller {
+                name: c.name,
+                policy: Arc::new(c.policy),
+            },
+            value: c.token.into_bytes(),
         }
     }
 }
 
 impl std::fmt::Debug for NamedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NamedToken({}, <redacted>)", self.name)
+        write!(f, "NamedToken({}, <redacted>)", self.caller.name)
     }
 }
 
@@ -51,16 +76,16 @@ impl TokenSet {
         Self { tokens }
     }
 
-    /// The name of the caller whose token equals `presented`.
+    /// The caller whose token equals `presented`.
     ///
     /// Every stored token is compared, each in constant time, so the time taken does not tell
     /// how much of a token was right or which caller it belongs to.
-    pub fn find(&self, presented: &[u8]) -> Option<&str> {
+    pub fn find(&self, presented: &[u8]) -> Option<&Caller> {
         let mut found = None;
         for token in &self.tokens {
             let equal: bool = token.value.as_slice().ct_eq(presented).into();
             if equal && found.is_none() {
-                found = Some(token.name.as_str());
+                found = Some(&token.caller);
             }
         }
         found
@@ -77,32 +102,9 @@ impl TokenSet {
     }
 }
 
-/// Parses a secret's value: a plain string is one token (`default`); a JSON object
-/// `{"tokens": {"name": "token", ...}}` is several named callers.
+/// The tokens a secret's value holds (its format: `crate::secret`).
 pub fn parse_secret(value: &str) -> Result<Vec<NamedToken>, String> {
-    let trimmed = value.trim();
-    if trimmed.starts_with('{') {
-        let parsed: serde_json::Value = serde_json::from_str(trimmed)
-            .map_err(|_| "the secret looks like JSON but does not parse; use a plain token or {\"tokens\": {\"name\": \"token\"}}".to_string())?;
-        let Some(map) = parsed.get("tokens").and_then(|t| t.as_object()) else {
-            return Err("a JSON secret must have the form {\"tokens\": {\"name\": \"token\", ...}}".into());
-        };
-        let mut tokens = Vec::with_capacity(map.len());
-        for (name, token) in map {
-            match token.as_str().map(str::trim) {
-                Some(t) if !t.is_empty() => tokens.push(NamedToken::new(name.clone(), t)),
-                _ => return Err(format!("token for caller {name:?} must be a non-empty string")),
-            }
-        }
-        if tokens.is_empty() {
-            return Err("the secret's \"tokens\" object is empty".into());
-        }
-        Ok(tokens)
-    } else if trimmed.is_empty() {
-        Err("the secret is empty".into())
-    } else {
-        Ok(vec![NamedToken::new("default", trimmed)])
-    }
+    Ok(crate::secret::parse(value)?.into_iter().map(NamedToken::from).collect())
 }
 
 /// Generates a fresh URL-safe token with 256 bits from the OS CSPRNG.
@@ -194,8 +196,8 @@ impl TokenStore {
         self.refresh(Trigger::Start).await;
     }
 
-    /// Checks the tokens a caller presented and returns the caller's name.
-    pub async fn authenticate(&self, presented: &[&str]) -> Result<String, ProxyError> {
+    /// Checks the tokens a caller presented and returns the caller.
+    pub async fn authenticate(&self, presented: &[&str]) -> Result<Caller, ProxyError> {
         let unauthorized = || {
             ProxyError::Authentication(
                 "invalid bearer token: send it as 'Authorization: Bearer <token>' or 'x-api-key: <token>'".into(),
@@ -368,11 +370,8 @@ enum Trigger {
     Miss,
 }
 
-fn find_any(set: &TokenSet, presented: &[&str]) -> Option<String> {
-    presented
-        .iter()
-        .find_map(|p| set.find(p.as_bytes()))
-        .map(str::to_string)
+fn find_any(set: &TokenSet, presented: &[&str]) -> Option<Caller> {
+    presented.iter().find_map(|p| set.find(p.as_bytes())).cloned()
 }
 
 // A poisoned lock only means another thread panicked mid-update of an Instant; the value is
@@ -436,15 +435,18 @@ mod tests {
     fn a_plain_secret_is_one_default_token() {
         let tokens = parse_secret("  abc123\n").unwrap();
         assert_eq!(tokens.len(), 1);
-        assert_eq!(tokens[0].name, "default");
-        assert_eq!(TokenSet::new(tokens).find(b"abc123"), Some("default"));
+        assert_eq!(tokens[0].caller.name, "default");
+        assert_eq!(
+            TokenSet::new(tokens).find(b"abc123").map(|c| c.name.as_str()),
+            Some("default")
+        );
     }
 
     #[test]
     fn a_json_secret_names_each_caller() {
         let set = TokenSet::new(parse_secret(r#"{"tokens": {"alice": "a-token", "ci": "c-token"}}"#).unwrap());
-        assert_eq!(set.find(b"a-token"), Some("alice"));
-        assert_eq!(set.find(b"c-token"), Some("ci"));
+        assert_eq!(set.find(b"a-token").map(|c| c.name.as_str()), Some("alice"));
+        assert_eq!(set.find(b"c-token").map(|c| c.name.as_str()), Some("ci"));
         assert_eq!(set.find(b"a-toke"), None);
         assert_eq!(set.find(b""), None);
     }
@@ -476,8 +478,8 @@ mod tests {
     #[tokio::test]
     async fn fixed_store_accepts_either_header_and_refuses_others() {
         let store = TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", "good")]));
-        assert_eq!(store.authenticate(&["good"]).await.unwrap(), "default");
-        assert_eq!(store.authenticate(&["bad", "good"]).await.unwrap(), "default");
+        assert_eq!(store.authenticate(&["good"]).await.unwrap().name, "default");
+        assert_eq!(store.authenticate(&["bad", "good"]).await.unwrap().name, "default");
         assert!(matches!(
             store.authenticate(&["bad"]).await,
             Err(ProxyError::Authentication(_))

@@ -28,7 +28,7 @@ pub type StreamItem = Result<Bytes, ProxyError>;
 pub type EventStream = Pin<Box<dyn Stream<Item = StreamItem> + Send>>;
 
 /// How hard to try.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Total attempts, including the first.
     pub max_attempts: u32,
@@ -36,9 +36,11 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Time allowed for one attempt to produce its response (or first stream event).
     pub timeout: Duration,
-    /// Inside Lambda, when the request's answer must be done (see [`Bedrock::until`]); it
+    /// Inside Lambda, when the request's answer must be done (see [`Bedrock::for_request`]); it
     /// replaces `timeout` for whole answers and caps every wait and retry.
     pub deadline: Option<Deadline>,
+    /// The request whose log line counts the throttled attempts (set per request).
+    pub log: Option<crate::request_log::RequestLog>,
 }
 
 /// The Bedrock Runtime client and how to call it.
@@ -67,11 +69,18 @@ impl Bedrock {
     }
 
     /// The same client for one request that must be answered by `deadline` (the Lambda
-    /// invocation's, less a margin). Cheap: the SDK client is shared.
-    pub fn until(&self, deadline: Option<Deadline>) -> Self {
-        let mut bedrock = self.clone();
-        bedrock.policy.deadline = deadline;
-        bedrock
+    /// invocation's, less a margin), counting its throttled attempts on `log`. Cheap: the SDK
+    /// client is shared.
+    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::request_log::RequestLog) -> Self {
+        Self {
+            client: self.client.clone(),
+            policy: self.policy.for_request(deadline, log),
+        }
+    }
+
+    /// How this client retries and times out.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
     /// InvokeModel: the whole answer at once. `betas` is the `anthropic-beta` header.
@@ -191,6 +200,15 @@ impl Bedrock {
 }
 
 impl RetryPolicy {
+    /// This policy for one request: its deadline, and its log line for throttle counts.
+    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::request_log::RequestLog) -> Self {
+        Self {
+            deadline,
+            log: Some(log.clone()),
+            ..self.clone()
+        }
+    }
+
     /// Bounds one attempt at a whole answer: by `timeout` locally; inside Lambda by the time
     /// left before the deadline instead, because a long answer may legitimately take minutes,
     /// and cutting it at a fixed time would only throw away an answer Bedrock bills anyway.
@@ -234,7 +252,11 @@ impl RetryPolicy {
     {
         let mut n = 1;
         loop {
-            match attempt().await {
+            let result = attempt().await;
+            if let (Err(ProxyError::RateLimited(_)), Some(log)) = (&result, &self.log) {
+                log.throttled();
+            }
+            match result {
                 Err(e) if e.is_retryable() && n < self.max_attempts => {
                     let delay = backoff(self.base_delay, n);
                     // An attempt that could only start after the deadline would be cut at once;

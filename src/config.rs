@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::models::{InferenceProfile, ModelMap};
+use crate::models::{InferenceProfile, ModelFallbacks, ModelMap};
 use crate::rules::Upstream;
 
 /// Why the configuration could not be read; the message says what to set.
@@ -76,6 +76,14 @@ pub struct Config {
     pub lambda_deadline_margin: Duration,
     /// Origins for the local CORS layer (`CORS_ALLOW_ORIGINS`); never used inside Lambda.
     pub cors_allow_origins: Vec<String>,
+    /// Further targets per model when Bedrock throttles or is unavailable (`MODEL_FALLBACKS`).
+    pub model_fallbacks: ModelFallbacks,
+    /// Inside Lambda, the CloudWatch namespace of the request lines' metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+    /// The DynamoDB table of token budgets (`USAGE_TABLE`); budgets are off without it.
+    pub usage_table: Option<String>,
+    /// How long a read of a caller's usage is trusted (`BUDGET_READ_SECONDS`).
+    pub budget_read_every: Duration,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
     pub bedrock_api: Upstream,
     /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
@@ -122,6 +130,10 @@ impl Config {
         let extra_beta_flags = get("EXTRA_BETA_FLAGS").map(|v| split_list(&v)).unwrap_or_default();
         let cors_allow_origins = get("CORS_ALLOW_ORIGINS").map(|v| split_list(&v)).unwrap_or_default();
 
+        let model_fallbacks = match get("MODEL_FALLBACKS") {
+            Some(json) => ModelFallbacks::parse(&json).map_err(ConfigError)?,
+            None => ModelFallbacks::default(),
+        };
         let bedrock_api = match get("BEDROCK_API").as_deref() {
             None | Some("invoke") => Upstream::Invoke,
             Some("mantle") => Upstream::Mantle,
@@ -164,6 +176,10 @@ impl Config {
             cors_allow_origins,
             bedrock_api,
             mantle_endpoint,
+            model_fallbacks,
+            metrics_namespace: get("METRICS_NAMESPACE").unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.into()),
+            usage_table: get("USAGE_TABLE"),
+            budget_read_every: Duration::from_secs(number(&get, "BUDGET_READ_SECONDS", 10)?),
         })
     }
 }

@@ -188,11 +188,13 @@ pub struct ErrorReport {
     pub outcome: Option<&'static str>,
     /// See [`ProxyError::log_detail`].
     pub detail: Option<String>,
+    /// The Anthropic `error.type` the caller got (for the metrics).
+    pub kind: &'static str,
 }
 
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
-        let (status, _) = self.status_and_type();
+        let (status, kind) = self.status_and_type();
         if let Self::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error");
         }
@@ -200,6 +202,7 @@ impl IntoResponse for ProxyError {
         response.extensions_mut().insert(ErrorReport {
             outcome: self.outcome(),
             detail: self.log_detail(),
+            kind,
         });
         // Only Bedrock's "later" answers carry retry-after; a dead connection that was
         // already retried is not a reason to ask callers to wait a set time.

@@ -33,6 +33,7 @@ use aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig;
 
 use crate::auth::{NamedToken, RefreshPolicy, TokenSet, TokenStore};
 use crate::bedrock::{Bedrock, RetryPolicy};
+use crate::budgets::Budgets;
 use crate::config::{Config, TokenSourceConfig};
 use crate::heal::Healer;
 use crate::mantle::Mantle;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub betas: BetaFilter,
     /// What Bedrock's refusals have taught, per model.
     pub healer: Healer,
+    /// Token budgets, when `USAGE_TABLE` is set.
+    pub budgets: Option<Arc<Budgets>>,
 }
 
 impl AppState {
@@ -96,14 +99,15 @@ impl AppState {
             max_attempts: config.upstream_max_attempts,
             base_delay: config.upstream_retry_base,
             timeout: config.upstream_timeout,
-            // Set per request, from the Lambda invocation (`Bedrock::until`).
+            // Set per request, from the Lambda invocation (`Bedrock::for_request`).
             deadline: None,
+            log: None,
         };
         let bedrock = Bedrock::new(aws_sdk_bedrockruntime::Client::from_conf(bedrock_config), policy);
         // aws-config has no Mantle client, so its endpoint variable is read by us; a global
         // endpoint override (tests, emulators) applies to Mantle too.
         let mantle_endpoint = config.mantle_endpoint.as_deref().or(sdk.endpoint_url());
-        let mantle = Mantle::new(sdk, mantle_endpoint, &config.region, policy)?;
+        let mantle = Mantle::new(sdk, mantle_endpoint, &config.region)?;
 
         let tokens = match &config.tokens {
             TokenSourceConfig::SecretsManager(secret_id) => {
@@ -143,6 +147,13 @@ impl AppState {
             models: ModelResolver::new(config.inference_profile, config.model_map.clone()),
             betas: BetaFilter::new(config.extra_beta_flags.clone()),
             healer: Healer::default(),
+            budgets: config.usage_table.clone().map(|table| {
+                Arc::new(Budgets::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    table,
+                    config.budget_read_every,
+                ))
+            }),
             bedrock,
             mantle,
             tokens,

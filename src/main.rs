@@ -27,6 +27,8 @@ async fn run(in_lambda: bool) -> Result<(), BoxError> {
     let router = app(state.clone());
 
     if state.config.in_lambda {
+        // Each request line becomes a CloudWatch metrics record (EMF); locally they stay text.
+        bedrock_anthropic_proxy::request_log::emit_metrics(&state.config.metrics_namespace);
         return lambda_http::run_with_streaming_response(router).await;
     }
     let listener = tokio::net::TcpListener::bind(state.config.listen_addr).await?;

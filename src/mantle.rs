@@ -53,19 +53,13 @@ pub struct Mantle {
     region: String,
     credentials: Option<SharedCredentialsProvider>,
     cached: Mutex<Option<Credentials>>,
-    policy: RetryPolicy,
     counted_here: RwLock<HashSet<String>>,
 }
 
 impl Mantle {
     /// A client for `endpoint` (or the region's public one), with the AWS configuration's
     /// credentials.
-    pub fn new(
-        sdk: &aws_config::SdkConfig,
-        endpoint: Option<&str>,
-        region: &str,
-        policy: RetryPolicy,
-    ) -> Result<Self, String> {
+    pub fn new(sdk: &aws_config::SdkConfig, endpoint: Option<&str>, region: &str) -> Result<Self, String> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|e| format!("loading the system's root certificates for Mantle: {e}"))?
@@ -81,17 +75,22 @@ impl Mantle {
             region: region.to_string(),
             credentials: sdk.credentials_provider(),
             cached: Mutex::new(None),
-            policy,
             counted_here: RwLock::new(HashSet::new()),
         })
     }
 
-    /// `POST /anthropic/v1/messages`, the whole answer at once.
-    pub async fn messages(&self, body: &[u8], betas: Option<String>) -> Result<Bytes, ProxyError> {
-        self.policy
+    /// `POST /anthropic/v1/messages`, the whole answer at once, retried and bounded by `policy`
+    /// (the same one InvokeModel uses for this request).
+    pub async fn messages(
+        &self,
+        policy: &RetryPolicy,
+        body: &[u8],
+        betas: Option<String>,
+    ) -> Result<Bytes, ProxyError> {
+        policy
             .run(|| async {
-                let response = self.send(MESSAGES_PATH, body, betas.as_deref()).await?;
-                let collected = self.policy.timed(response.into_body().collect()).await?;
+                let response = self.send(policy, MESSAGES_PATH, body, betas.as_deref()).await?;
+                let collected = policy.timed(response.into_body().collect()).await?;
                 collected
                     .map(|c| c.to_bytes())
                     .map_err(|e| ProxyError::Upstream(format!("mantle's answer was cut: {e}")))
@@ -104,17 +103,20 @@ impl Mantle {
     /// once still gets a real status and a retry.
     pub async fn messages_stream(
         &self,
+        policy: &RetryPolicy,
         body: &[u8],
         betas: Option<String>,
         first_event_wait: Duration,
         log: &RequestLog,
     ) -> Result<StartedStream, ProxyError> {
-        self.policy
+        policy
             .run(|| async {
-                let response = self.send(MESSAGES_PATH, body, betas.as_deref()).await?;
+                let response = self.send(policy, MESSAGES_PATH, body, betas.as_deref()).await?;
                 let mut rest = events(response.into_body(), log.clone());
                 match tokio::time::timeout(first_event_wait, rest.next()).await {
                     Ok(Some(Err(e))) => Err(e),
+                    // Ended before any event: nothing reached the caller, so it can be retried.
+                    Ok(None) => Err(ProxyError::EmptyStream),
                     Ok(first) => Ok(StartedStream {
                         first,
                         silent: false,
@@ -132,13 +134,23 @@ impl Mantle {
 
     /// `POST /anthropic/v1/messages/count_tokens`: counts for every model, including those
     /// Bedrock Runtime's CountTokens refuses.
-    pub async fn count_tokens(&self, body: &[u8], betas: Option<String>) -> Result<u64, ProxyError> {
-        self.policy
+    pub async fn count_tokens(
+        &self,
+        policy: &RetryPolicy,
+        body: &[u8],
+        betas: Option<String>,
+    ) -> Result<u64, ProxyError> {
+        policy
             .run(|| async {
                 let response = self
-                    .send("/anthropic/v1/messages/count_tokens?beta=true", body, betas.as_deref())
+                    .send(
+                        policy,
+                        "/anthropic/v1/messages/count_tokens?beta=true",
+                        body,
+                        betas.as_deref(),
+                    )
                     .await?;
-                let collected = self.policy.timed(response.into_body().collect()).await?;
+                let collected = policy.timed(response.into_body().collect()).await?;
                 let bytes = collected
                     .map_err(|e| ProxyError::Upstream(format!("mantle's answer was cut: {e}")))?
                     .to_bytes();
@@ -176,6 +188,7 @@ impl Mantle {
     /// Signs and sends one request; a non-2xx answer becomes the matching error.
     async fn send(
         &self,
+        policy: &RetryPolicy,
         path: &str,
         body: &[u8],
         betas: Option<&str>,
@@ -193,15 +206,15 @@ impl Mantle {
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| ProxyError::Internal(format!("building the mantle request: {e}")))?;
         self.sign(&mut request, body).await?;
-        let response =
-            self.policy.timed(self.http.request(request)).await?.map_err(|e| {
-                ProxyError::Upstream(format!("could not reach bedrock mantle at {}: {e}", self.endpoint))
-            })?;
+        let response = policy
+            .timed_stream_start(self.http.request(request))
+            .await?
+            .map_err(|e| ProxyError::Upstream(format!("could not reach bedrock mantle at {}: {e}", self.endpoint)))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status();
-        let bytes = match self.policy.timed(response.into_body().collect()).await? {
+        let bytes = match policy.timed(response.into_body().collect()).await? {
             Ok(collected) => collected.to_bytes(),
             Err(_) => Bytes::new(),
         };

@@ -342,6 +342,29 @@ impl ModelMap {
     }
 }
 
+/// `MODEL_FALLBACKS`: per model name (as callers send it), the ordered further targets to try
+/// when Bedrock throttles or is unavailable after the retries. Targets are Bedrock IDs, ARNs or
+/// names from the table.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFallbacks(BTreeMap<String, Vec<String>>);
+
+impl ModelFallbacks {
+    /// Parses the JSON object, e.g. `{"claude-sonnet-4-5": ["global.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-haiku-4-5"]}`.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let map: BTreeMap<String, Vec<String>> = serde_json::from_str(json).map_err(|e| {
+            format!(
+                "MODEL_FALLBACKS must be a JSON object of string lists, e.g. {{\"claude-sonnet-4-5\":[\"global.anthropic.claude-sonnet-4-5-20250929-v1:0\"]}} ({e})"
+            )
+        })?;
+        Ok(Self(map))
+    }
+
+    /// The further targets for `name`, in order (none when it has no entry).
+    pub fn targets(&self, name: &str) -> &[String] {
+        self.0.get(name).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Why a model name could not be mapped; becomes a 404 `not_found_error`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UnknownModel(pub String);
@@ -573,6 +596,19 @@ mod tests {
         // Claude Code uses apac. in Japan for these models.
         let jp = ModelResolver::new(InferenceProfile::Jp, ModelMap::default());
         assert_eq!(jp.resolve("claude-opus-5-5").unwrap(), "apac.anthropic.claude-opus-5-5");
+    }
+
+    #[test]
+    fn fallbacks_are_listed_per_name_in_order() {
+        let f = ModelFallbacks::parse(
+            r#"{"claude-sonnet-4-5": ["global.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-haiku-4-5"]}"#,
+        )
+        .unwrap();
+        assert_eq!(f.targets("claude-sonnet-4-5").len(), 2);
+        assert!(f.targets("claude-opus-5-5").is_empty());
+        assert!(ModelFallbacks::parse(r#"{"a": "b"}"#)
+            .unwrap_err()
+            .contains("MODEL_FALLBACKS"));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! A stream outlives its handler, so the record is shared (`Arc`) between the middleware, the
 //! handler and the stream, and the line is written when the last of them lets go.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::budgets::Budgets;
+use crate::metrics::{add_emf, RequestMetrics};
 use std::time::Instant;
 
 /// Token counts reported by Bedrock.
@@ -58,6 +61,21 @@ struct Record {
     outcome: Option<&'static str>,
     error: Option<String>,
     healed: Option<String>,
+    error_type: Option<&'static str>,
+    throttles: u64,
+    fallbacks: u64,
+    first_token: Option<Instant>,
+    /// Where the answer's tokens are charged once it is done.
+    charge: Option<(Arc<Budgets>, String)>,
+}
+
+/// Inside Lambda, the CloudWatch namespace of the request lines' metrics (EMF); unset
+/// locally, where the lines stay text.
+static METRICS_NAMESPACE: OnceLock<String> = OnceLock::new();
+
+/// Makes every request line also a CloudWatch EMF record in `namespace` (Lambda only).
+pub fn emit_metrics(namespace: &str) {
+    let _ = METRICS_NAMESPACE.set(namespace.to_string());
 }
 
 struct Inner {
@@ -69,6 +87,18 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let r = self.record.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         let usage = r.usage.unwrap_or_default();
+        if let Some((budgets, caller)) = r.charge.take() {
+            let tokens = usage.input + usage.output + usage.cache_read + usage.cache_write;
+            if tokens > 0 {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { budgets.record(&caller, tokens).await });
+                }
+            }
+        }
+        if let Some(namespace) = METRICS_NAMESPACE.get() {
+            emf_line(r, &usage, self.started, namespace);
+            return;
+        }
         tracing::info!(
             request_id = %r.request_id,
             method = %r.method,
@@ -91,9 +121,62 @@ impl Drop for Inner {
     }
 }
 
+/// The request line as one JSON object that is also an EMF record, written straight to stdout
+/// (CloudWatch Logs reads the function's stdout; EMF needs its keys at the top level, which the
+/// tracing JSON layer nests under `fields`).
+fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
+    use std::io::Write;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut fields = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        fields.insert(k.to_string(), v);
+    };
+    put("level", "INFO".into());
+    put("message", "request".into());
+    put("request_id", r.request_id.as_str().into());
+    put("method", r.method.as_str().into());
+    put("path", r.path.as_str().into());
+    put("status", r.status.into());
+    put("caller", r.caller.as_deref().unwrap_or("-").into());
+    // The metrics' `model` dimension is the Bedrock ID; the name asked for stays beside it.
+    put("model", r.bedrock_model.as_deref().unwrap_or("-").into());
+    put("requested_model", r.model.as_deref().unwrap_or("-").into());
+    put("stream", r.stream.into());
+    put("outcome", r.outcome.unwrap_or("ok").into());
+    put("error", r.error.as_deref().unwrap_or("-").into());
+    put("healed", r.healed.as_deref().unwrap_or("-").into());
+    put("latency_ms", duration_ms.into());
+    let metrics = RequestMetrics {
+        input_tokens: usage.input,
+        output_tokens: usage.output,
+        cache_read_input_tokens: usage.cache_read,
+        cache_write_input_tokens: usage.cache_write,
+        time_to_first_token_ms: r.first_token.map(|t| t.duration_since(started).as_secs_f64() * 1000.0),
+        duration_ms,
+        error_type: r.error_type.map(str::to_string),
+        throttles: r.throttles,
+        fallbacks: r.fallbacks,
+        healed: r.healed.is_some(),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    add_emf(&mut fields, namespace, now_ms, &metrics);
+    let mut line = serde_json::Value::Object(fields).to_string();
+    line.push('\n');
+    // One write per line, so that lines of concurrent requests never interleave.
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
 /// A handle on one request's log record; clones share it.
 #[derive(Clone)]
 pub struct RequestLog(Arc<Inner>);
+
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestLog")
+    }
+}
 
 impl RequestLog {
     /// Starts the record for a request.
@@ -131,6 +214,33 @@ impl RequestLog {
             r.bedrock_model = Some(bedrock.to_string());
             r.stream = stream;
         });
+    }
+
+    /// Counts an upstream attempt refused for throttling.
+    pub fn throttled(&self) {
+        self.update(|r| r.throttles += 1);
+    }
+
+    /// Counts a move to the next `MODEL_FALLBACKS` target.
+    pub fn fell_back(&self) {
+        self.update(|r| r.fallbacks += 1);
+    }
+
+    /// Marks the first token sent to the caller (the first time only).
+    pub fn first_token(&self) {
+        self.update(|r| {
+            r.first_token.get_or_insert_with(Instant::now);
+        });
+    }
+
+    /// Records the Anthropic `error.type` the caller got.
+    pub fn error_type(&self, kind: &'static str) {
+        self.update(|r| r.error_type = Some(kind));
+    }
+
+    /// Charges the answer's tokens to `caller`'s budgets when the request is done.
+    pub fn charge_to(&self, budgets: Arc<Budgets>, caller: &str) {
+        self.update(|r| r.charge = Some((budgets, caller.to_string())));
     }
 
     /// Records token counts.

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
 
-use crate::auth::{generate_token, parse_secret};
+use crate::auth::generate_token;
+use crate::secret::{self, FreshTokensError};
 
 /// The staging label of the version callers use now.
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -289,12 +290,12 @@ impl Rotator {
             stage: AWSCURRENT,
         })?;
         let (new_value, callers) = rotated_value(current).map_err(|e| match e {
-            NewValueError::Invalid(reason) => RotationError::InvalidValue {
+            FreshTokensError::Invalid(reason) => RotationError::InvalidValue {
                 secret: secret.to_string(),
                 stage: AWSCURRENT,
                 reason,
             },
-            NewValueError::Random(e) => RotationError::Random(e),
+            FreshTokensError::Random(e) => RotationError::Random(e),
         })?;
         self.client
             .put_secret_value()
@@ -388,50 +389,17 @@ fn has(stages: &[String], stage: &str) -> bool {
     stages.iter().any(|s| s == stage)
 }
 
-/// Why a new value could not be made from the current one.
-#[derive(Debug, PartialEq, Eq)]
-enum NewValueError {
-    Invalid(String),
-    Random(String),
-}
-
 /// A new secret value in the format of `current`, with fresh tokens under the same names, and
-/// the number of callers it holds. Other top-level JSON fields are kept as they are.
-fn rotated_value(current: &str) -> Result<(String, usize), NewValueError> {
-    let callers = parse_secret(current).map_err(NewValueError::Invalid)?.len();
-    let fresh = || generate_token().map_err(|e| NewValueError::Random(e.to_string()));
-    let trimmed = current.trim();
-    // The same test parse_secret uses to tell the two formats apart.
-    if !trimmed.starts_with('{') {
-        return Ok((fresh()?, callers));
-    }
-    let mut doc: serde_json::Value =
-        serde_json::from_str(trimmed).map_err(|_| NewValueError::Invalid("the JSON does not parse".into()))?;
-    let tokens = doc
-        .get_mut("tokens")
-        .and_then(serde_json::Value::as_object_mut)
-        .ok_or_else(|| NewValueError::Invalid("no \"tokens\" object".into()))?;
-    for token in tokens.values_mut() {
-        *token = serde_json::Value::String(fresh()?);
-    }
-    let value = serde_json::to_string_pretty(&doc).map_err(|e| NewValueError::Invalid(e.to_string()))?;
-    Ok((value, callers))
+/// the number of callers it holds. Policies and other top-level JSON fields are kept as they are.
+fn rotated_value(current: &str) -> Result<(String, usize), FreshTokensError> {
+    secret::with_fresh_tokens(current, || generate_token().map_err(|e| e.to_string()))
 }
 
 /// Each caller's name and token length, after checking the value as the proxy would read it.
 fn token_lengths(value: &str) -> Result<Vec<(String, usize)>, String> {
-    let names: Vec<String> = parse_secret(value)?.into_iter().map(|t| t.name).collect();
-    let trimmed = value.trim();
-    if !trimmed.starts_with('{') {
-        return Ok(names.into_iter().map(|n| (n, trimmed.len())).collect());
-    }
-    let doc: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| e.to_string())?;
-    Ok(names
+    Ok(secret::parse(value)?
         .into_iter()
-        .map(|name| {
-            let len = doc["tokens"][&name].as_str().map_or(0, |t| t.trim().len());
-            (name, len)
-        })
+        .map(|c| (c.name, c.token.len()))
         .collect())
 }
 
@@ -495,9 +463,9 @@ mod tests {
     fn an_unreadable_current_value_is_not_rotated() {
         assert!(matches!(
             rotated_value(r#"{"token": "x"}"#),
-            Err(NewValueError::Invalid(_))
+            Err(FreshTokensError::Invalid(_))
         ));
-        assert!(matches!(rotated_value("  "), Err(NewValueError::Invalid(_))));
+        assert!(matches!(rotated_value("  "), Err(FreshTokensError::Invalid(_))));
     }
 
     #[test]

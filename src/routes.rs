@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::Caller;
+use crate::bedrock::{Bedrock, StartedStream};
 use crate::deadline::Deadline;
 use crate::error::{ErrorReport, ProxyError};
 use crate::heal::send_healing;
@@ -95,6 +97,9 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     };
     log.status(response.status().as_u16());
     let report = response.extensions_mut().remove::<ErrorReport>();
+    if let Some(report) = &report {
+        log.error_type(report.kind);
+    }
     if let Some(detail) = report.as_ref().and_then(|r| r.detail.clone()) {
         log.error(detail);
     }
@@ -168,8 +173,11 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
     let presented: Vec<&str> = presented.iter().map(String::as_str).collect();
     let caller = state.tokens.authenticate(&presented).await?;
     if let Some(log) = req.extensions().get::<RequestLog>() {
-        log.caller(&caller);
+        log.caller(&caller.name);
     }
+    // The handlers read the caller's policy from here.
+    let mut req = req;
+    req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
 
@@ -221,17 +229,19 @@ fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all("anthropic-beta").iter().filter_map(|v| v.to_str().ok())
 }
 
-/// Resolves the model and applies the rules table: the request as `upstream` should get it.
+/// Resolves the model `name` (the caller's, or a fallback target) and applies the rules table:
+/// the request as `upstream` should get it.
 fn upstream_request(
     state: &AppState,
     request: &MessagesRequest,
     headers: &HeaderMap,
     log: &RequestLog,
     upstream: Upstream,
+    name: &str,
 ) -> Result<UpstreamRequest, ProxyError> {
     // Claude Code's `[1m]` names ask for the 1M-token context window, which Bedrock takes as
     // a beta flag on the plain model.
-    let (name, context_1m) = crate::models::split_context_suffix(&request.model);
+    let (name, context_1m) = crate::models::split_context_suffix(name);
     let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
     let model_id = match upstream {
         Upstream::Invoke => resolved,
@@ -249,10 +259,83 @@ fn upstream_request(
     ))
 }
 
+/// The caller's policy applied before anything is sent upstream: the model, `max_tokens`, and
+/// (with `USAGE_TABLE`) the token budgets, whose spend this request is then charged to.
+async fn admit(
+    state: &AppState,
+    caller: &Caller,
+    request: &MessagesRequest,
+    log: &RequestLog,
+) -> Result<(), ProxyError> {
+    let policy = &caller.policy;
+    let (name, _) = crate::models::split_context_suffix(&request.model);
+    let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
+    policy.check_model(name, &resolved)?;
+    policy.check_max_tokens(request.body.get("max_tokens").and_then(Value::as_u64))?;
+    if let Some(budgets) = &state.budgets {
+        budgets.check(&caller.name, policy).await?;
+        if policy.has_budget() {
+            log.charge_to(budgets.clone(), &caller.name);
+        }
+    }
+    Ok(())
+}
+
+/// What one model gave: a stream that has begun, or the whole answer.
+enum Answer {
+    Stream(StartedStream),
+    Whole(Bytes),
+}
+
+/// Sends the request to one model (`name`) on the configured upstream, healing once if needed.
+async fn ask(
+    state: &AppState,
+    bedrock: &Bedrock,
+    request: &MessagesRequest,
+    headers: &HeaderMap,
+    log: &RequestLog,
+    name: &str,
+) -> Result<Answer, ProxyError> {
+    let api = state.config.bedrock_api;
+    let mut upstream = upstream_request(state, request, headers, log, api, name)?;
+    let model_id = upstream.model_id.clone();
+    let (mantle, healer, policy) = (&state.mantle, &state.healer, bedrock.policy());
+    let ping = state.config.ping_interval;
+    let model_id = &model_id;
+    let answer = match (api, request.stream) {
+        (Upstream::Invoke, true) => Answer::Stream(
+            send_healing(healer, &mut upstream, log, |body, betas| async move {
+                bedrock.invoke_stream(model_id, &body, betas, ping).await
+            })
+            .await?,
+        ),
+        (Upstream::Mantle, true) => Answer::Stream(
+            send_healing(healer, &mut upstream, log, |body, betas| async move {
+                mantle.messages_stream(policy, &body, betas, ping, log).await
+            })
+            .await?,
+        ),
+        (Upstream::Invoke, false) => Answer::Whole(
+            send_healing(healer, &mut upstream, log, |body, betas| async move {
+                bedrock.invoke(model_id, &body, betas).await
+            })
+            .await?,
+        ),
+        (Upstream::Mantle, false) => Answer::Whole(
+            send_healing(healer, &mut upstream, log, |body, betas| async move {
+                mantle.messages(policy, &body, betas).await
+            })
+            .await?,
+        ),
+    };
+    Ok(answer)
+}
+
 /// `POST /v1/messages` (any query string; Claude Code sends `?beta=true`).
 async fn messages(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<RequestLog>,
+    Extension(caller): Extension<Caller>,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
@@ -260,62 +343,49 @@ async fn messages(
     let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
     let request = parse_request(&bytes, Endpoint::Messages)?;
     drop(bytes);
-    let api = state.config.bedrock_api;
-    let mut upstream = upstream_request(&state, &request, &headers, &log, api)?;
-    let model_id = upstream.model_id.clone();
+    admit(&state, &caller, &request, &log).await?;
     // Inside Lambda the invocation's deadline bounds the whole answer (see deadline.rs).
     let deadline = Deadline::of_invocation(&extensions, state.config.lambda_deadline_margin);
-    let bedrock = &state.bedrock.until(deadline);
-    let (mantle, healer) = (&state.mantle, &state.healer);
+    let bedrock = state.bedrock.for_request(deadline, &log);
 
-    if request.stream {
-        let ping = state.config.ping_interval;
-        let started = match api {
-            Upstream::Invoke => {
-                send_healing(healer, &mut upstream, &log, |body, betas| {
-                    let model_id = &model_id;
-                    async move { bedrock.invoke_stream(model_id, &body, betas, ping).await }
-                })
-                .await?
-            }
-            Upstream::Mantle => {
-                send_healing(healer, &mut upstream, &log, |body, betas| {
-                    let log = &log;
-                    async move { mantle.messages_stream(&body, betas, ping, log).await }
-                })
-                .await?
-            }
-        };
-        let stream = sse_stream(started, ping, state.config.upstream_timeout, deadline, log);
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(stream))
-            .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))?;
-        return Ok(response);
+    // The caller's model, then its MODEL_FALLBACKS targets while Bedrock throttles or is
+    // unavailable (after each target's own retries). Nothing has reached the caller yet.
+    let (name, _) = crate::models::split_context_suffix(&request.model);
+    let fallbacks = state.config.model_fallbacks.targets(name);
+    let targets = std::iter::once(request.model.as_str()).chain(fallbacks.iter().map(String::as_str));
+    let mut answer = Err(ProxyError::Internal("no model to ask".into()));
+    for (i, target) in targets.enumerate() {
+        if i > 0 {
+            log.fell_back();
+            tracing::warn!(model = %request.model, fallback = target, "bedrock throttled or unavailable; trying the next MODEL_FALLBACKS target");
+        }
+        answer = ask(&state, &bedrock, &request, &headers, &log, target).await;
+        let busy = matches!(answer, Err(ProxyError::RateLimited(_) | ProxyError::Overloaded(_)));
+        if !busy || i == fallbacks.len() {
+            break;
+        }
     }
 
-    let answer = match api {
-        Upstream::Invoke => {
-            send_healing(healer, &mut upstream, &log, |body, betas| {
-                let model_id = &model_id;
-                async move { bedrock.invoke(model_id, &body, betas).await }
-            })
-            .await?
+    match answer? {
+        Answer::Stream(started) => {
+            let ping = state.config.ping_interval;
+            let stream = sse_stream(started, ping, state.config.upstream_timeout, deadline, log);
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(stream))
+                .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))
         }
-        Upstream::Mantle => {
-            send_healing(healer, &mut upstream, &log, |body, betas| async move {
-                mantle.messages(&body, betas).await
-            })
-            .await?
+        Answer::Whole(answer) => {
+            let (answer, usage) = crate::translate::from_bedrock_response(answer)?;
+            if let Some(usage) = usage {
+                log.usage(usage);
+            }
+            log.first_token();
+            Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
         }
-    };
-    let (answer, usage) = crate::translate::from_bedrock_response(answer)?;
-    if let Some(usage) = usage {
-        log.usage(usage);
     }
-    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
 /// `POST /v1/messages/count_tokens`. On InvokeModel, models Bedrock Runtime's CountTokens
@@ -324,12 +394,16 @@ async fn messages(
 async fn count_tokens(
     State(state): State<Arc<AppState>>,
     Extension(log): Extension<RequestLog>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ProxyError> {
     let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
     let request = parse_request(&bytes, Endpoint::CountTokens)?;
     drop(bytes);
+    let (name, _) = crate::models::split_context_suffix(&request.model);
+    let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
+    caller.policy.check_model(name, &resolved)?;
     let input_tokens = match state.config.bedrock_api {
         Upstream::Mantle => count_on_mantle(&state, &request, &headers, &log).await?,
         Upstream::Invoke => match count_on_runtime(&state, &request, &headers, &log).await {
@@ -365,8 +439,8 @@ async fn count_on_runtime(
     headers: &HeaderMap,
     log: &RequestLog,
 ) -> Result<u64, RuntimeCount> {
-    let mut upstream =
-        upstream_request(state, request, headers, log, Upstream::Invoke).map_err(RuntimeCount::Failed)?;
+    let mut upstream = upstream_request(state, request, headers, log, Upstream::Invoke, &request.model)
+        .map_err(RuntimeCount::Failed)?;
     // CountTokens takes a complete InvokeModel body, which needs max_tokens; the value does
     // not change the count, but it must exceed any thinking budget or Bedrock refuses it.
     let budget = upstream
@@ -382,7 +456,7 @@ async fn count_on_runtime(
     if state.mantle.counts(&model_id) {
         return Err(RuntimeCount::CountedOnMantle);
     }
-    let bedrock = &state.bedrock;
+    let bedrock = &state.bedrock.for_request(None, log);
     // CountTokens reads only the body; flags for the header have no effect there.
     let counted = send_healing(&state.healer, &mut upstream, log, |body, _betas| {
         let model_id = &model_id;
@@ -408,10 +482,11 @@ async fn count_on_mantle(
     headers: &HeaderMap,
     log: &RequestLog,
 ) -> Result<u64, ProxyError> {
-    let mut upstream = upstream_request(state, request, headers, log, Upstream::Mantle)?;
+    let mut upstream = upstream_request(state, request, headers, log, Upstream::Mantle, &request.model)?;
     let mantle = &state.mantle;
+    let policy = &state.bedrock.policy().for_request(None, log);
     send_healing(&state.healer, &mut upstream, log, |body, betas| async move {
-        mantle.count_tokens(&body, betas).await
+        mantle.count_tokens(policy, &body, betas).await
     })
     .await
 }
@@ -426,9 +501,15 @@ struct ListParams {
 /// `GET /v1/models`, in Anthropic's list shape with `limit`/`after_id`/`before_id` paging.
 async fn list_models(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ProxyError> {
-    let all = crate::models::catalog(state.models.map());
+    // Only what this caller may use.
+    let mut all = crate::models::catalog(state.models.map());
+    all.retain(|m| {
+        let resolved = state.models.resolve(&m.id).unwrap_or_default();
+        caller.policy.allows_model(&m.id, &resolved)
+    });
     let limit = params.limit.unwrap_or(20);
     if !(1..=1000).contains(&limit) {
         return Err(ProxyError::InvalidRequest("limit: must be between 1 and 1000".into()));

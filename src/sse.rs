@@ -37,6 +37,9 @@ pub struct Frame {
     pub bytes: Bytes,
     /// True for `message_stop`, the last event of a complete answer.
     pub is_stop: bool,
+    /// True for `content_block_delta`, the event that carries tokens (the first one sets the time to
+    /// first token).
+    pub carries_tokens: bool,
     /// Token counts, when the event carried Bedrock's metrics.
     pub usage: Option<Usage>,
 }
@@ -79,6 +82,7 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     Ok(Frame {
         bytes: out.freeze(),
         is_stop,
+        carries_tokens: kind == "content_block_delta",
         usage,
     })
 }
@@ -186,6 +190,9 @@ pub fn sse_stream(
                         s.log.usage(usage);
                     }
                     s.saw_stop |= frame.is_stop;
+                    if frame.carries_tokens {
+                        s.log.first_token();
+                    }
                     frame.bytes
                 }
                 Err(e) => s.fail(e),
@@ -229,6 +236,7 @@ impl SseStream {
             _ => "stream_error",
         });
         self.log.error(detail);
+        self.log.error_type(e.status_and_type().1);
         e.sse_event()
     }
 }
