@@ -128,9 +128,10 @@ impl AppState {
                 store.load().await;
                 store
             }
-            TokenSourceConfig::Static(token) => {
-                TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", token.as_str())]))
-            }
+            // The same format as the secret, so named callers and their policies work locally.
+            TokenSourceConfig::Static(token) => TokenStore::fixed(TokenSet::new(
+                auth::parse_secret(token.as_str()).map_err(|e| format!("BEARER_TOKEN: {e}"))?,
+            )),
             TokenSourceConfig::Generated => {
                 let token = auth::generate_token().map_err(|e| format!("generating a token: {e}"))?;
                 // Printed once, on purpose, to the terminal only (not through the logger), so

@@ -5,12 +5,13 @@
 //! `MOTO_ENDPOINT` (e.g. `http://127.0.0.1:5000`) points at a running `moto_server`; without
 //! it, one is started from `.venv/bin/moto_server` for this test binary and stopped with it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -21,73 +22,13 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use bedrock_anthropic_proxy::rotation::{RotationError, RotationEvent, Rotator, Step};
 use bedrock_anthropic_proxy::{app, config::Config, AppState};
+use common::moto::moto;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
-
-// ---------------------------------------------------------------------------------------------
-// moto
-
-struct Moto {
-    endpoint: String,
-    // The shell that started moto. Its stdin stays open for the life of the test binary; when
-    // it closes, the shell kills moto (see `start_moto`).
-    _shell: Option<Mutex<std::process::Child>>,
-}
-
-static MOTO: OnceLock<Moto> = OnceLock::new();
-
-/// moto's URL, e.g. `http://127.0.0.1:5000`.
-fn moto() -> &'static str {
-    &MOTO
-        .get_or_init(|| match std::env::var("MOTO_ENDPOINT") {
-            Ok(url) if !url.trim().is_empty() => Moto {
-                endpoint: url.trim().trim_end_matches('/').to_string(),
-                _shell: None,
-            },
-            _ => start_moto(),
-        })
-        .endpoint
-}
-
-fn start_moto() -> Moto {
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/moto_server");
-    assert!(
-        std::path::Path::new(server).exists(),
-        "MOTO_ENDPOINT is not set and {server} does not exist; create the venv with moto[server] or start moto_server and export MOTO_ENDPOINT"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    // The shell waits on its stdin, which only this process holds: when the test binary exits
-    // (however it exits), the pipe closes, `read` returns and moto is killed.
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _; kill $pid; wait $pid"#)
-        .arg(server)
-        .arg(port.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on port {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _shell: Some(Mutex::new(child)),
-    }
-}
 
 /// AWS configuration pointing at `endpoint` with dummy credentials (moto does not check them).
 async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
