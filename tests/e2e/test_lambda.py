@@ -1,6 +1,7 @@
 """The Lambda transport for real: the proxy binary under `cargo lambda watch`, reached as a
 Function URL with response streaming (`/lambda-url/<function>/...`)."""
 
+import json
 import time
 
 import pytest
@@ -114,3 +115,70 @@ def test_lambda_stops_bedrock_when_the_caller_leaves(lambda_function, emulator):
     # Milliseconds in practice; the bound allows for a loaded machine and is still far below
     # the 30 s the stream would have lasted.
     assert delay < 10.0, f"cancelled {delay:.3f} s after the caller left"
+
+
+def emf_records(lambda_function) -> list[dict]:
+    records = []
+    for line in lambda_function.log_path.read_text(errors="replace").splitlines():
+        start = line.find('{"')
+        if start < 0 or '"_aws"' not in line:
+            continue
+        try:
+            records.append(json.loads(line[start:]))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def assert_valid_emf(record: dict) -> None:
+    """The Embedded Metric Format specification's rules for one record."""
+    aws = record["_aws"]
+    assert isinstance(aws["Timestamp"], int) and aws["Timestamp"] > 1_600_000_000_000
+    directives = aws["CloudWatchMetrics"]
+    assert isinstance(directives, list) and directives
+    for directive in directives:
+        assert isinstance(directive["Namespace"], str) and directive["Namespace"]
+        assert 1 <= len(directive["Dimensions"])
+        for dimension_set in directive["Dimensions"]:
+            assert isinstance(dimension_set, list) and len(dimension_set) <= 30
+            for key in dimension_set:
+                assert isinstance(record.get(key), str) and record[key], f"dimension {key} must be a string member"
+        assert 1 <= len(directive["Metrics"]) <= 100
+        for metric in directive["Metrics"]:
+            name = metric["Name"]
+            assert isinstance(record.get(name), (int, float)) and not isinstance(record[name], bool), name
+            assert metric.get("Unit", "None") in {"Count", "Milliseconds", "None"}
+
+
+def test_lambda_request_lines_are_cloudwatch_emf_records(lambda_function):
+    ok = lambda_function.request(
+        "POST", "/v1/messages", headers=auth(), body=message_body(prompt("emulator:chunks=2"), stream=True)
+    )
+    ok.read_body()
+    throttled = lambda_function.request(
+        "POST",
+        "/v1/messages",
+        headers=auth(),
+        body=message_body(prompt("emulator:error=ThrottlingException"), stream=False),
+    )
+    throttled.read_body()
+    ids = {ok.headers["request-id"], throttled.headers["request-id"]}
+
+    deadline = time.monotonic() + 10
+    records = []
+    while time.monotonic() < deadline:
+        records = [r for r in emf_records(lambda_function) if r.get("request_id") in ids]
+        if len(records) == 2:
+            break
+        time.sleep(0.2)
+    assert len(records) == 2, f"EMF lines for {ids}: {records}"
+    for record in records:
+        assert_valid_emf(record)
+        assert record["model"].startswith("us.anthropic.claude-"), "the model dimension is the Bedrock ID"
+        assert record["caller"] == "default"
+    by_id = {r["request_id"]: r for r in records}
+    good, bad = by_id[ok.headers["request-id"]], by_id[throttled.headers["request-id"]]
+    assert good["Requests"] == 1 and good["OutputTokens"] > 0 and good["Errors"] == 0
+    assert 0 < good["TimeToFirstToken"] <= good["Duration"]
+    assert bad["Errors"] == 1 and bad["error_type"] == "rate_limit_error"
+    assert bad["Throttles"] == 3, "every throttled attempt is counted"
