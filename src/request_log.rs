@@ -140,12 +140,18 @@ fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
     put("caller", r.caller.as_deref().unwrap_or("-").into());
     // The metrics' `model` dimension is the Bedrock ID; the name asked for stays beside it.
     put("model", r.bedrock_model.as_deref().unwrap_or("-").into());
+    put("bedrock_model", r.bedrock_model.as_deref().unwrap_or("-").into());
     put("requested_model", r.model.as_deref().unwrap_or("-").into());
     put("stream", r.stream.into());
     put("outcome", r.outcome.unwrap_or("ok").into());
     put("error", r.error.as_deref().unwrap_or("-").into());
     put("healed", r.healed.as_deref().unwrap_or("-").into());
     put("latency_ms", duration_ms.into());
+    // The same token fields as the text line, so one query reads both.
+    put("input_tokens", usage.input.into());
+    put("output_tokens", usage.output.into());
+    put("cache_read_input_tokens", usage.cache_read.into());
+    put("cache_creation_input_tokens", usage.cache_write.into());
     let metrics = RequestMetrics {
         input_tokens: usage.input,
         output_tokens: usage.output,
