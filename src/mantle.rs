@@ -433,28 +433,37 @@ fn parse_event(block: &Bytes) -> Option<Event> {
 
 /// `message_start` carries the input and cache counts, `message_delta` the output so far.
 fn record_usage(usage: &mut Usage, event: &str, data: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else {
-        return;
+    // Typed and borrowing: only the counts are read, the rest of the event is skipped
+    // (a whole `Value` here cost more CPU than the rest of the event's handling).
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        cache_read_input_tokens: Option<u64>,
+        cache_creation_input_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Start {
+        message: Delta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Delta {
+        usage: Option<Counts>,
+    }
+    let counts = match event {
+        "message_start" => serde_json::from_slice::<Start>(data).ok().and_then(|s| s.message.usage),
+        _ => serde_json::from_slice::<Delta>(data).ok().and_then(|d| d.usage),
     };
-    let reported = match event {
-        "message_start" => value.pointer("/message/usage"),
-        _ => value.get("usage"),
+    let Some(counts) = counts else { return };
+    let set = |slot: &mut u64, value: Option<u64>| {
+        if let Some(value) = value {
+            *slot = value;
+        }
     };
-    let Some(reported) = reported else { return };
-    let update = Usage::from_anthropic(reported);
-    let n = |key: &str| reported.get(key).is_some();
-    if n("input_tokens") {
-        usage.input = update.input;
-    }
-    if n("output_tokens") {
-        usage.output = update.output;
-    }
-    if n("cache_read_input_tokens") {
-        usage.cache_read = update.cache_read;
-    }
-    if n("cache_creation_input_tokens") {
-        usage.cache_write = update.cache_write;
-    }
+    set(&mut usage.input, counts.input_tokens);
+    set(&mut usage.output, counts.output_tokens);
+    set(&mut usage.cache_read, counts.cache_read_input_tokens);
+    set(&mut usage.cache_write, counts.cache_creation_input_tokens);
 }
 
 #[cfg(test)]
