@@ -985,7 +985,7 @@ async fn rotate_token_rotates_a_plain_secret_through_all_four_steps() {
 }
 
 #[tokio::test]
-async fn rotate_token_rotates_a_json_secret_keeping_the_names() {
+async fn rotate_token_rotates_a_json_secret_keeping_the_names_and_policies() {
     let sm = secrets().await;
     let rotator = Rotator::new(sm.clone());
     let name = unique("rotate-json");
@@ -993,7 +993,8 @@ async fn rotate_token_rotates_a_json_secret_keeping_the_names() {
     create_secret(
         &sm,
         &name,
-        &serde_json::json!({"tokens": {"alice": alice, "ci": ci}}).to_string(),
+        &serde_json::json!({"tokens": {"alice": alice, "ci": {"token": ci, "models": ["claude-*"], "max_tokens": 64000}}})
+            .to_string(),
     )
     .await;
     let first_version = Versions::read(&sm, &name).await.with("AWSCURRENT")[0].to_string();
@@ -1012,7 +1013,13 @@ async fn rotate_token_rotates_a_json_secret_keeping_the_names() {
     let tokens = value["tokens"].as_object().expect("a tokens object");
     assert_eq!(tokens.keys().collect::<Vec<_>>(), ["alice", "ci"], "names are kept");
     let new_alice = tokens["alice"].as_str().unwrap();
-    let new_ci = tokens["ci"].as_str().unwrap();
+    let new_ci = tokens["ci"]["token"].as_str().unwrap();
+    assert_eq!(
+        tokens["ci"]["models"],
+        serde_json::json!(["claude-*"]),
+        "a caller's policy is kept"
+    );
+    assert_eq!(tokens["ci"]["max_tokens"], 64000);
     assert!(new_alice.len() >= 43 && new_ci.len() >= 43);
     assert!(new_alice != alice && new_ci != ci && new_alice != new_ci);
 
