@@ -15,6 +15,7 @@ pub mod mantle;
 pub mod metrics;
 pub mod models;
 pub mod policy;
+pub mod request_id;
 pub mod request_log;
 pub mod rotation;
 pub mod routes;

@@ -85,7 +85,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 
 /// Gives every request an id and a log record, and every response the `request-id` header.
 async fn request_context(mut req: Request, next: Next) -> Response {
-    let request_id = new_request_id();
+    let request_id = crate::request_id::new();
     let log = RequestLog::new(&request_id, req.method().as_str(), req.uri().path());
     req.extensions_mut().insert(log.clone());
     let mut response = match header_bytes(req.headers()) {
@@ -121,45 +121,6 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
-}
-
-/// A request id like Anthropic's (`req_` and 24 base-62 characters). Ids only have to be
-/// unique, not secret, so they come from a counter mixed with one random seed per process,
-/// instead of a system call per request.
-fn new_request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // Without randomness ids still differ within the process; only cross-process
-        // uniqueness would suffer, so a failed read is not fatal.
-        let _ = getrandom::fill(&mut bytes);
-        u64::from_le_bytes(bytes)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut state = [
-        splitmix64(seed ^ n),
-        splitmix64(seed.rotate_left(32) ^ n ^ 0x5851_f42d_4c95_7f2d),
-    ];
-    let mut id = String::with_capacity(28);
-    id.push_str("req_");
-    for i in 0..24 {
-        let word = &mut state[i / 12];
-        id.push(ALPHABET[(*word % 62) as usize] as char);
-        *word /= 62;
-    }
-    id
-}
-
-/// SplitMix64: a bijective mix, so distinct counters give distinct ids.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Every route but `GET /health` needs a valid token. Unknown routes need one too, so that
@@ -572,15 +533,6 @@ async fn method_not_allowed() -> ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_look_like_anthropics_and_never_repeat() {
-        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_request_id()).collect();
-        assert_eq!(ids.len(), 10_000);
-        assert!(ids
-            .iter()
-            .all(|id| id.starts_with("req_") && id.len() == 28 && id[4..].bytes().all(|b| b.is_ascii_alphanumeric())));
-    }
 
     #[test]
     fn both_auth_headers_are_read() {
