@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::error::ProxyError;
 use crate::policy::CallerPolicy;
+use crate::sync::IgnorePoison;
 
 /// One caller's token. The value never appears in `Debug` output or logs.
 #[derive(Clone)]
@@ -243,7 +244,7 @@ impl TokenStore {
     }
 
     fn current(&self) -> Option<Arc<TokenSet>> {
-        self.inner.tokens.read().ok().and_then(|guard| guard.clone())
+        self.inner.tokens.read().ignore_poison().clone()
     }
 
     fn maybe_refresh_in_background(&self) {
@@ -270,7 +271,7 @@ impl TokenStore {
         let Source::SecretsManager { policy, .. } = &self.inner.source else {
             return None;
         };
-        let mut reads = lock(&self.inner.reads);
+        let mut reads = self.inner.reads.lock().ignore_poison();
         if let Some(in_flight) = &reads.in_flight {
             return Some(in_flight.clone());
         }
@@ -319,7 +320,7 @@ impl TokenStore {
         let result = read_secret(client, secret_id, policy.read_timeout).await;
         let now = Instant::now();
         {
-            let mut reads = lock(&self.inner.reads);
+            let mut reads = self.inner.reads.lock().ignore_poison();
             if trigger != Trigger::Start || result.is_ok() {
                 reads.last_attempt = Some(now);
             }
@@ -334,9 +335,7 @@ impl TokenStore {
                     ?trigger,
                     "bearer tokens loaded from secrets manager"
                 );
-                if let Ok(mut guard) = self.inner.tokens.write() {
-                    *guard = Some(Arc::new(set));
-                }
+                *self.inner.tokens.write().ignore_poison() = Some(Arc::new(set));
             }
             Err(message) if self.current().is_some() => {
                 tracing::warn!(error = %message, ?trigger, "could not re-read bearer tokens; keeping the last good ones");
@@ -357,7 +356,7 @@ struct ReadFinished {
 
 impl Drop for ReadFinished {
     fn drop(&mut self) {
-        lock(&self.store.inner.reads).in_flight = None;
+        self.store.inner.reads.lock().ignore_poison().in_flight = None;
         let _ = self.over.send(true);
     }
 }
@@ -372,12 +371,6 @@ enum Trigger {
 
 fn find_any(set: &TokenSet, presented: &[&str]) -> Option<Caller> {
     presented.iter().find_map(|p| set.find(p.as_bytes())).cloned()
-}
-
-// A poisoned lock only means another thread panicked mid-update of an Instant; the value is
-// still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Reads AWSCURRENT and, if there is one, AWSPREVIOUS, giving each call `timeout`.

@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::ProxyError;
 use crate::policy::CallerPolicy;
+use crate::sync::IgnorePoison;
 
 /// How long a read of a caller's usage is trusted.
 pub const DEFAULT_READ_EVERY: Duration = Duration::from_secs(10);
@@ -138,7 +139,7 @@ impl Budgets {
             }
         }
         // Our own spend counts at once, without waiting for the next read.
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.cache.lock().ignore_poison();
         if let Some(cached) = cache.get_mut(caller).filter(|c| c.period == period) {
             cached.day_tokens += tokens;
             cached.month_tokens += tokens;
@@ -151,7 +152,7 @@ impl Budgets {
     }
 
     fn cached(&self, caller: &str, period: &Period) -> Option<Cached> {
-        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cache = self.cache.lock().ignore_poison();
         cache
             .get(caller)
             .filter(|c| c.fetched.elapsed() < self.read_every && c.period == *period)
@@ -167,7 +168,7 @@ impl Budgets {
             day_tokens: day?,
             month_tokens: month?,
         };
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.cache.lock().ignore_poison();
         cache.insert(caller.to_string(), cached.clone());
         Ok(cached)
     }

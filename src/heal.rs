@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::error::ProxyError;
 use crate::request_log::RequestLog;
 use crate::rules;
+use crate::sync::IgnorePoison;
 use crate::translate::UpstreamRequest;
 
 /// One step of a learned field path: a key, or any element of an array.
@@ -52,7 +53,7 @@ impl Healer {
     /// lessons about it are filed under (taken before any change, so that they are found again).
     pub fn apply(&self, request: &mut UpstreamRequest) -> String {
         let key = lesson_key(request);
-        let learned = self.learned.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let learned = self.learned.read().ignore_poison();
         if let Some(learned) = learned.get(&key) {
             for path in &learned.removed {
                 remove(&mut request.body, path);
@@ -74,7 +75,7 @@ impl Healer {
             if *request == before {
                 return None;
             }
-            let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut learned = self.learned.write().ignore_poison();
             let entry = learned.entry(key).or_default();
             if !entry.verified_betas_only {
                 entry.verified_betas_only = true;
@@ -94,7 +95,7 @@ impl Healer {
             return None;
         }
         let shown = display(&path);
-        let mut learned = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut learned = self.learned.write().ignore_poison();
         let entry = learned.entry(key).or_default();
         if !entry.removed.contains(&path) {
             entry.removed.push(path);

@@ -22,6 +22,7 @@ pub mod routes;
 pub mod rules;
 pub mod secret;
 pub mod sse;
+mod sync;
 pub mod telemetry;
 pub mod translate;
 

@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::bedrock::{EventStream, RetryPolicy, StartedStream};
 use crate::error::ProxyError;
 use crate::request_log::{RequestLog, Usage};
+use crate::sync::IgnorePoison;
 
 /// The SigV4 service name Mantle checks (signing as `bedrock` is refused with a permission error).
 pub const SIGNING_NAME: &str = "bedrock-mantle";
@@ -164,19 +165,13 @@ impl Mantle {
 
     /// True once Bedrock Runtime has refused to count this model: it is counted here from then on.
     pub fn counts(&self, model_id: &str) -> bool {
-        let set = self
-            .counted_here
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let set = self.counted_here.read().ignore_poison();
         set.contains(model_id)
     }
 
     /// Remembers, for the life of the process, that Runtime does not count this model.
     pub fn count_here_from_now_on(&self, model_id: &str) {
-        let mut set = self
-            .counted_here
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut set = self.counted_here.write().ignore_poison();
         if set.insert(model_id.to_string()) {
             tracing::info!(
                 model_id,
@@ -254,12 +249,7 @@ impl Mantle {
             c.expiry()
                 .is_none_or(|at| at > SystemTime::now() + CREDENTIALS_REFRESH_MARGIN)
         };
-        if let Some(c) = self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-        {
+        if let Some(c) = self.cached.lock().ignore_poison().as_ref() {
             if fresh(c) {
                 return Ok(c.clone());
             }
@@ -273,7 +263,7 @@ impl Mantle {
                 "could not reach bedrock mantle: no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID)".into(),
             )
         })?;
-        *self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(credentials.clone());
+        *self.cached.lock().ignore_poison() = Some(credentials.clone());
         Ok(credentials)
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::budgets::Budgets;
 use crate::metrics::{add_emf, RequestMetrics};
+use crate::sync::IgnorePoison;
 use std::time::Instant;
 
 /// Token counts reported by Bedrock.
@@ -85,7 +86,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let r = self.record.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let r = self.record.get_mut().ignore_poison();
         let usage = r.usage.unwrap_or_default();
         if let Some((budgets, caller)) = r.charge.take() {
             let tokens = usage.input + usage.output + usage.cache_read + usage.cache_write;
@@ -199,7 +200,7 @@ impl RequestLog {
     }
 
     fn update(&self, f: impl FnOnce(&mut Record)) {
-        let mut guard = self.0.record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self.0.record.lock().ignore_poison();
         f(&mut guard);
     }
 
