@@ -24,6 +24,39 @@ pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 /// Bedrock's addition to `message_stop`; callers never see it.
 const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
 
+/// Splits a body of server-sent events into `(event name, data)` pairs, checking the framing
+/// this proxy promises: UTF-8, and every frame exactly `event: <name>\ndata: <json>\n\n` with
+/// the name equal to `data.type`. The one checker for the tests, the fuzz target and the bench.
+pub fn parse_frames(body: &[u8]) -> Result<Vec<(String, serde_json::Value)>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("SSE body is not UTF-8: {e}"))?;
+    let Some(frames) = text.strip_suffix("\n\n") else {
+        return Err(format!("SSE body must end with a blank line: {text:?}"));
+    };
+    frames
+        .split("\n\n")
+        .map(|frame| {
+            let mut lines = frame.split('\n');
+            let event = lines
+                .next()
+                .and_then(|l| l.strip_prefix("event: "))
+                .ok_or_else(|| format!("no event line in {frame:?}"))?;
+            let data = lines
+                .next()
+                .and_then(|l| l.strip_prefix("data: "))
+                .ok_or_else(|| format!("no data line in {frame:?}"))?;
+            if lines.next().is_some() {
+                return Err(format!("extra lines in {frame:?}"));
+            }
+            let value: serde_json::Value =
+                serde_json::from_str(data).map_err(|e| format!("data is not JSON ({e}): {data}"))?;
+            if value["type"].as_str() != Some(event) {
+                return Err(format!("event name {event:?} must equal data.type in {frame:?}"));
+            }
+            Ok((event.to_string(), value))
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct EventHead<'a> {
     #[serde(rename = "type", borrow)]
@@ -284,6 +317,28 @@ mod tests {
     }
 
     #[test]
+    fn the_frame_checker_refuses_anything_but_event_then_data_with_matching_type() {
+        let good =
+            b"event: ping\ndata: {\"type\":\"ping\"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let frames = parse_frames(good).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].0, "message_stop");
+        for bad in [
+            &b""[..],
+            b"event: ping\ndata: {\"type\":\"ping\"}\n",
+            b"event: ping\ndata: {\"type\":\"ping\"}\n\n\n\n",
+            b"data: {\"type\":\"ping\"}\nevent: ping\n\n",
+            b"event: ping\ndata: {\"type\":\"pong\"}\n\n",
+            b"event: ping\ndata: {\"type\":\"ping\"}\nid: 1\n\n",
+            b"event:ping\ndata: {\"type\":\"ping\"}\n\n",
+            b"event: ping\ndata: {\"type\":\n\n",
+            b"event: ping\ndata: {\"type\":\"ping\xff\"}\n\n",
+        ] {
+            assert!(parse_frames(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_frame() {
         for bad in [
             &b"not json"[..],
@@ -387,22 +442,9 @@ mod fuzz {
     use proptest::prelude::*;
 
     fn check_frame(frame: &Frame) -> Result<(), TestCaseError> {
-        let text = std::str::from_utf8(&frame.bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert!(text.ends_with("\n\n"));
-        let body = &text[..text.len() - 2];
-        let mut lines = body.split('\n');
-        let event = lines
-            .next()
-            .and_then(|l| l.strip_prefix("event: "))
-            .ok_or_else(|| TestCaseError::fail("no event line"))?;
-        let data = lines
-            .next()
-            .and_then(|l| l.strip_prefix("data: "))
-            .ok_or_else(|| TestCaseError::fail("no data line"))?;
-        prop_assert!(lines.next().is_none(), "extra lines");
-        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(value["type"].as_str(), Some(event));
-        prop_assert!(value.get(BEDROCK_METRICS_KEY).is_none());
+        let frames = parse_frames(&frame.bytes).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(frames.len(), 1, "exactly one frame");
+        prop_assert!(frames[0].1.get(BEDROCK_METRICS_KEY).is_none());
         Ok(())
     }
 

@@ -137,28 +137,10 @@ pub fn message(prompt: &str, stream: bool) -> Value {
     })
 }
 
-/// Splits an SSE body into (event name, data JSON), asserting the framing as it goes:
-/// every frame is exactly `event: <name>\ndata: <json>\n\n` and the name equals `data.type`.
+/// Splits an SSE body into (event name, data JSON), failing the test on any framing error
+/// (the rules are `bedrock_anthropic_proxy::sse::parse_frames`'s).
 pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
-    assert!(text.ends_with("\n\n"), "SSE body must end with a blank line: {text:?}");
-    text.trim_end_matches("\n\n")
-        .split("\n\n")
-        .map(|frame| {
-            let mut lines = frame.split('\n');
-            let event = lines
-                .next()
-                .and_then(|l| l.strip_prefix("event: "))
-                .unwrap_or_else(|| panic!("bad frame {frame:?}"));
-            let data = lines
-                .next()
-                .and_then(|l| l.strip_prefix("data: "))
-                .unwrap_or_else(|| panic!("bad frame {frame:?}"));
-            assert!(lines.next().is_none(), "extra lines in {frame:?}");
-            let value: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {data}"));
-            assert_eq!(value["type"], event, "event name must equal data.type");
-            (event.to_string(), value)
-        })
-        .collect()
+    bedrock_anthropic_proxy::sse::parse_frames(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The request-log lines and everything else logged on this thread, as JSON (the Lambda
