@@ -371,18 +371,17 @@ class Frame:
     raw: bytes
 
     @property
-    def name(self) -> str | None:
-        for line in self.raw.decode().split("\n"):
-            if line.startswith("event: "):
-                return line[len("event: "):]
-        return None
+    def name(self) -> str:
+        return self._checked()[0]
 
     @property
     def data(self) -> dict:
-        for line in self.raw.decode().split("\n"):
-            if line.startswith("data: "):
-                return json.loads(line[len("data: "):])
-        raise AssertionError(f"frame without data: {self.raw!r}")
+        return self._checked()[1]
+
+    def _checked(self) -> tuple[str, dict]:
+        events = assert_sse_framing(self.raw)
+        assert len(events) == 1, f"not exactly one frame: {self.raw!r}"
+        return events[0]
 
 
 @dataclass
