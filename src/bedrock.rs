@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::error::{DisplayErrorContext, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
@@ -356,29 +356,20 @@ fn events(
     )
 }
 
-/// Exceptions inside an event stream carry only `{"message"}`, so their code is not in the
-/// error metadata; it is the variant the SDK decoded from the frame's `:exception-type`.
+/// An error inside a stream: Bedrock's exceptions map by variant (`error.rs`); anything else
+/// means the stream broke off.
 fn map_stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>) -> ProxyError {
-    let SdkError::ServiceError(service) = &err else {
-        // A cut connection or an unreadable frame: the stream had begun, so this is never a
-        // failure to reach Bedrock, whatever the SDK calls it.
-        return ProxyError::Connection {
-            message: "bedrock's stream broke off (the proxy's log has the details)".into(),
-            detail: DisplayErrorContext(&err).to_string(),
-            transient: false,
-        };
+    let err = match err {
+        SdkError::ServiceError(service) => return service.into_err().into(),
+        other => other,
     };
-    let e = service.err();
-    let code = match e {
-        ResponseStreamError::ThrottlingException(_) => "ThrottlingException",
-        ResponseStreamError::ServiceUnavailableException(_) => "ServiceUnavailableException",
-        ResponseStreamError::ValidationException(_) => "ValidationException",
-        ResponseStreamError::ModelTimeoutException(_) => "ModelTimeoutException",
-        ResponseStreamError::ModelStreamErrorException(_) => "ModelStreamErrorException",
-        ResponseStreamError::InternalServerException(_) => "InternalServerException",
-        other => other.code().unwrap_or("UnknownError"),
-    };
-    ProxyError::from_bedrock(code, e.message().unwrap_or_default().to_string())
+    // A cut connection or an unreadable frame: the stream had begun, so this is never a
+    // failure to reach Bedrock, whatever the SDK calls it.
+    ProxyError::Connection {
+        message: "bedrock's stream broke off (the proxy's log has the details)".into(),
+        detail: DisplayErrorContext(&err).to_string(),
+        transient: false,
+    }
 }
 
 /// The one mapping from an operation's SDK error to ours. Bedrock's own exceptions keep their
@@ -386,15 +377,14 @@ fn map_stream_error<R: std::fmt::Debug>(err: SdkError<ResponseStreamError, R>) -
 /// whole chain kept for the log.
 fn map_sdk_error<E, R>(err: SdkError<E, R>) -> ProxyError
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: Into<ProxyError> + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
+    let err = match err {
+        SdkError::ServiceError(service) => return service.into_err().into(),
+        other => other,
+    };
     let (message, transient) = match &err {
-        SdkError::ServiceError(service) => {
-            let e = service.err();
-            let code = e.code().unwrap_or("UnknownError");
-            return ProxyError::from_bedrock(code, e.message().unwrap_or_default().to_string());
-        }
         SdkError::TimeoutError(_) => return ProxyError::Timeout("timed out calling bedrock".into()),
         SdkError::DispatchFailure(failure) => match failure.as_connector_error().and_then(credentials_problem) {
             Some(advice) => (advice, false),

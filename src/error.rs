@@ -1,6 +1,11 @@
 //! The one error type of the request path, and the one place it becomes an Anthropic-shaped
 //! response (`{"type":"error","error":{"type","message"}}`) or an SSE `event: error`.
 
+use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
+use aws_sdk_bedrockruntime::operation::count_tokens::CountTokensError;
+use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
+use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError;
+use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -81,24 +86,6 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// Maps a Bedrock error code (the SDK's error code, e.g. `ThrottlingException`, or an
-    /// event-stream exception type such as `throttlingException`) to the Anthropic error.
-    pub fn from_bedrock(code: &str, message: String) -> Self {
-        match code.to_ascii_lowercase().trim_end_matches("exception") {
-            "validation" => Self::InvalidRequest(message),
-            "accessdenied" => Self::PermissionDenied(message),
-            "resourcenotfound" => Self::NotFound(message),
-            "throttling" | "servicequotaexceeded" => Self::RateLimited(message),
-            "servicenotready" | "modelnotready" | "serviceunavailable" => Self::Overloaded(message),
-            "modeltimeout" => Self::Timeout(message),
-            _ => Self::Upstream(if message.is_empty() {
-                format!("bedrock error {code}")
-            } else {
-                message
-            }),
-        }
-    }
-
     /// True for the failures worth trying again before anything reached the caller: Bedrock
     /// saying "later", a connection that died before any response, a stream with no event.
     pub fn is_retryable(&self) -> bool {
@@ -220,28 +207,160 @@ impl IntoResponse for ProxyError {
     }
 }
 
+/// Bedrock's exceptions to ours, by the SDK's variant: the one table. Bedrock's message is
+/// kept. Exceptions without a row (internal and model errors, variants newer than this SDK)
+/// become `Upstream`.
+macro_rules! bedrock_exception {
+    (ValidationException, $m:expr) => {
+        ProxyError::InvalidRequest($m)
+    };
+    (AccessDeniedException, $m:expr) => {
+        ProxyError::PermissionDenied($m)
+    };
+    (ResourceNotFoundException, $m:expr) => {
+        ProxyError::NotFound($m)
+    };
+    (ThrottlingException, $m:expr) => {
+        ProxyError::RateLimited($m)
+    };
+    (ServiceQuotaExceededException, $m:expr) => {
+        ProxyError::RateLimited($m)
+    };
+    (ModelNotReadyException, $m:expr) => {
+        ProxyError::Overloaded($m)
+    };
+    (ServiceUnavailableException, $m:expr) => {
+        ProxyError::Overloaded($m)
+    };
+    (ModelTimeoutException, $m:expr) => {
+        ProxyError::Timeout($m)
+    };
+}
+
+/// One `From` impl per operation's error enum (and the event stream's), each matching the
+/// variants of the table above that its enum has.
+macro_rules! from_bedrock_exceptions {
+    ($($error:ident { $($variant:ident),* $(,)? })*) => {$(
+        impl From<$error> for ProxyError {
+            fn from(e: $error) -> Self {
+                let message = e.message().unwrap_or_default().to_string();
+                match e {
+                    $($error::$variant(_) => bedrock_exception!($variant, message),)*
+                    other if message.is_empty() => {
+                        Self::Upstream(format!("bedrock error {}", other.code().unwrap_or("UnknownError")))
+                    }
+                    _ => Self::Upstream(message),
+                }
+            }
+        }
+    )*};
+}
+
+from_bedrock_exceptions! {
+    InvokeModelError {
+        ValidationException, AccessDeniedException, ResourceNotFoundException, ThrottlingException,
+        ServiceQuotaExceededException, ModelNotReadyException, ServiceUnavailableException, ModelTimeoutException,
+    }
+    InvokeModelWithResponseStreamError {
+        ValidationException, AccessDeniedException, ResourceNotFoundException, ThrottlingException,
+        ServiceQuotaExceededException, ModelNotReadyException, ServiceUnavailableException, ModelTimeoutException,
+    }
+    CountTokensError {
+        ValidationException, AccessDeniedException, ResourceNotFoundException, ThrottlingException,
+        ServiceUnavailableException,
+    }
+    // Exceptions inside an event stream carry only `{"message"}`; the SDK decodes the variant
+    // from the frame's `:exception-type`.
+    ResponseStreamError { ValidationException, ThrottlingException, ServiceUnavailableException, ModelTimeoutException }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bedrock_codes_map_to_anthropic_errors() {
-        let cases = [
-            ("ValidationException", 400, "invalid_request_error"),
-            ("validationException", 400, "invalid_request_error"),
-            ("AccessDeniedException", 403, "permission_error"),
-            ("ResourceNotFoundException", 404, "not_found_error"),
-            ("ThrottlingException", 429, "rate_limit_error"),
-            ("throttlingException", 429, "rate_limit_error"),
-            ("ServiceQuotaExceededException", 429, "rate_limit_error"),
-            ("ServiceUnavailableException", 529, "overloaded_error"),
-            ("ModelNotReadyException", 529, "overloaded_error"),
-            ("ModelTimeoutException", 504, "api_error"),
-            ("ModelStreamErrorException", 500, "api_error"),
-            ("InternalServerException", 500, "api_error"),
+    fn bedrock_exceptions_map_to_anthropic_errors() {
+        use aws_sdk_bedrockruntime::types::error as x;
+        use InvokeModelError as Op;
+        use InvokeModelWithResponseStreamError as Start;
+        use ResponseStreamError as Stream;
+        let m = || "m".to_string();
+        let cases: [(&str, ProxyError, u16, &str); 12] = [
+            (
+                "ValidationException",
+                Op::ValidationException(x::ValidationException::builder().message(m()).build()).into(),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                "validationException",
+                Stream::ValidationException(x::ValidationException::builder().message(m()).build()).into(),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                "AccessDeniedException",
+                Op::AccessDeniedException(x::AccessDeniedException::builder().message(m()).build()).into(),
+                403,
+                "permission_error",
+            ),
+            (
+                "ResourceNotFoundException",
+                Op::ResourceNotFoundException(x::ResourceNotFoundException::builder().message(m()).build()).into(),
+                404,
+                "not_found_error",
+            ),
+            (
+                "ThrottlingException",
+                Op::ThrottlingException(x::ThrottlingException::builder().message(m()).build()).into(),
+                429,
+                "rate_limit_error",
+            ),
+            (
+                "throttlingException",
+                Stream::ThrottlingException(x::ThrottlingException::builder().message(m()).build()).into(),
+                429,
+                "rate_limit_error",
+            ),
+            (
+                "ServiceQuotaExceededException",
+                Op::ServiceQuotaExceededException(x::ServiceQuotaExceededException::builder().message(m()).build())
+                    .into(),
+                429,
+                "rate_limit_error",
+            ),
+            (
+                "ServiceUnavailableException",
+                Op::ServiceUnavailableException(x::ServiceUnavailableException::builder().message(m()).build()).into(),
+                529,
+                "overloaded_error",
+            ),
+            (
+                "ModelNotReadyException",
+                Op::ModelNotReadyException(x::ModelNotReadyException::builder().message(m()).build()).into(),
+                529,
+                "overloaded_error",
+            ),
+            (
+                "ModelTimeoutException",
+                Op::ModelTimeoutException(x::ModelTimeoutException::builder().message(m()).build()).into(),
+                504,
+                "api_error",
+            ),
+            (
+                "ModelStreamErrorException",
+                Start::ModelStreamErrorException(x::ModelStreamErrorException::builder().message(m()).build()).into(),
+                500,
+                "api_error",
+            ),
+            (
+                "InternalServerException",
+                Op::InternalServerException(x::InternalServerException::builder().message(m()).build()).into(),
+                500,
+                "api_error",
+            ),
         ];
-        for (code, status, kind) in cases {
-            let err = ProxyError::from_bedrock(code, "m".into());
+        for (code, err, status, kind) in cases {
             let (s, k) = err.status_and_type();
             assert_eq!((s.as_u16(), k), (status, kind), "{code}");
         }
@@ -249,7 +368,19 @@ mod tests {
 
     #[test]
     fn validation_keeps_bedrocks_message() {
-        let err = ProxyError::from_bedrock("ValidationException", "stream: Extra inputs are not permitted".into());
+        let err: ProxyError = InvokeModelError::ValidationException(
+            // As the SDK decodes it: the message in the error's metadata too.
+            aws_sdk_bedrockruntime::types::error::ValidationException::builder()
+                .message("stream: Extra inputs are not permitted")
+                .meta(
+                    aws_sdk_bedrockruntime::error::ErrorMetadata::builder()
+                        .code("ValidationException")
+                        .message("stream: Extra inputs are not permitted")
+                        .build(),
+                )
+                .build(),
+        )
+        .into();
         assert_eq!(err.body()["error"]["message"], "stream: Extra inputs are not permitted");
         assert_eq!(err.body()["type"], "error");
     }
