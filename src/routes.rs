@@ -24,7 +24,7 @@ use crate::error::{ErrorReport, ProxyError};
 use crate::heal::send_healing;
 use crate::request_log::{RequestLog, Usage};
 use crate::rules::Upstream;
-use crate::sse::sse_stream;
+use crate::sse::SseBody;
 use crate::translate::{parse_request, to_upstream, Endpoint, MessagesRequest, UpstreamRequest};
 use crate::AppState;
 
@@ -330,7 +330,7 @@ async fn messages(
     match answer? {
         Answer::Stream(started) => {
             let ping = state.config.ping_interval;
-            let stream = sse_stream(started, ping, state.config.upstream_timeout, deadline, log);
+            let stream = SseBody::new(started, ping, state.config.upstream_timeout, deadline, log);
             Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")

@@ -4,11 +4,12 @@
 //! counts taken from Bedrock's metrics.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::stream::Fuse;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
@@ -120,13 +121,27 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     })
 }
 
-/// State of one caller's SSE stream.
-struct SseStream {
-    /// A ping owed at once: Bedrock was already silent for a whole interval before we began.
-    ping_now: bool,
-    first: Option<StreamItem>,
-    /// Fused: an upstream that ended (even before its first event) is never polled again.
-    rest: Fuse<EventStream>,
+/// Where one caller's SSE body is. Each poll acts on the state it finds, so the order of what
+/// the caller sees is written down here rather than implied by a loop.
+enum State {
+    /// Nothing sent yet. A ping goes first when Bedrock was already silent for a whole interval
+    /// before the body began; then the first event, read while the status was chosen.
+    Waiting { ping_owed: bool, first: Option<StreamItem> },
+    /// Forwarding Bedrock's events as they arrive, pinging after each silent interval.
+    Streaming,
+    /// The last frame went out (`message_stop`, or `event: error`); Bedrock's stream is dropped
+    /// and never polled again, so an upstream that ended early cannot be polled after its end.
+    Ended,
+}
+
+/// The caller's SSE body: Bedrock's events as they arrive, pings during silence, and one
+/// `event: error` if the stream fails, Bedrock stays silent for `idle_timeout`, or the Lambda
+/// deadline comes. Dropping it (the caller left, as far as the transport can tell) drops
+/// Bedrock's stream, which closes its connection.
+pub struct SseBody {
+    state: State,
+    /// `None` once the body has ended: dropping it at once closes Bedrock's connection.
+    upstream: Option<EventStream>,
     ping_interval: Duration,
     /// Bedrock silent this long mid-stream counts as dead (`UPSTREAM_TIMEOUT_SECONDS`): pings
     /// alone must not keep a caller waiting forever on a hung upstream.
@@ -139,131 +154,108 @@ struct SseStream {
     /// cut it off (and with it the error event and the log line).
     deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
     log: RequestLog,
-    finished: bool,
     saw_stop: bool,
 }
 
-impl Drop for SseStream {
-    fn drop(&mut self) {
-        if !self.finished {
-            // The body was dropped before the end: the caller went away.
-            self.log.outcome("client_gone");
+impl SseBody {
+    pub fn new(
+        started: StartedStream,
+        ping_interval: Duration,
+        idle_timeout: Duration,
+        deadline: Option<Deadline>,
+        log: RequestLog,
+    ) -> Self {
+        Self {
+            state: State::Waiting {
+                ping_owed: started.silent,
+                first: started.first,
+            },
+            upstream: Some(started.rest),
+            ping_interval,
+            idle_timeout,
+            last_event: Instant::now(),
+            silence: Box::pin(tokio::time::sleep(ping_interval)),
+            deadline: deadline.map(|d| (d, Box::pin(tokio::time::sleep_until(d.at)))),
+            log,
+            saw_stop: false,
         }
     }
-}
 
-/// The caller's SSE body: Bedrock's events as they arrive, pings during silence, an
-/// `event: error` if the stream fails, Bedrock stays silent for `idle_timeout`, or `deadline`
-/// comes. Dropping it (the caller left, as far as the transport can tell) drops `rest`, which
-/// closes Bedrock's connection.
-pub fn sse_stream(
-    started: StartedStream,
-    ping_interval: Duration,
-    idle_timeout: Duration,
-    deadline: Option<Deadline>,
-    log: RequestLog,
-) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
-    let state = SseStream {
-        ping_now: started.silent,
-        first: started.first,
-        rest: started.rest.fuse(),
-        ping_interval,
-        idle_timeout,
-        last_event: Instant::now(),
-        silence: Box::pin(tokio::time::sleep(ping_interval)),
-        deadline: deadline.map(|d| (d, Box::pin(tokio::time::sleep_until(d.at)))),
-        log,
-        finished: false,
-        saw_stop: false,
-    };
-    futures_util::stream::unfold(state, |mut s| async move {
-        if s.finished {
-            return None;
-        }
-        if std::mem::take(&mut s.ping_now) {
-            return Some((Ok(Bytes::from_static(PING_FRAME)), s));
-        }
-        let item = match s.first.take() {
-            Some(item) => Some(item),
-            None => tokio::select! {
-                biased;
-                // First, so that a fast stream cannot starve it.
-                deadline = deadline_passed(&mut s.deadline) => {
-                    let e = ProxyError::DeadlineExceeded(format!(
-                        "this Lambda invocation's timeout is {} s away, so the proxy ended the answer here; \
-                         raise the function's timeout (at most 900 s) or ask for fewer max_tokens",
-                        deadline.margin.as_secs_f64()
-                    ));
-                    // Ending here drops `rest`, which closes Bedrock's connection.
-                    return Some((Ok(s.fail(e)), s));
-                }
-                item = s.rest.next() => item,
-                () = s.silence.as_mut() => {
-                    if s.last_event.elapsed() >= s.idle_timeout {
-                        let e = ProxyError::Timeout(format!(
-                            "bedrock sent nothing for {} s (UPSTREAM_TIMEOUT_SECONDS)",
-                            s.idle_timeout.as_secs()
-                        ));
-                        // Ending here drops `rest`, which closes Bedrock's connection.
-                        return Some((Ok(s.fail(e)), s));
-                    }
-                    let next = Instant::now() + s.ping_interval;
-                    s.silence.as_mut().reset(next);
-                    return Some((Ok(Bytes::from_static(PING_FRAME)), s));
-                }
-            },
-        };
-        s.last_event = Instant::now();
-        let next = s.last_event + s.ping_interval;
-        s.silence.as_mut().reset(next);
-        let bytes = match item {
+    /// One item from Bedrock (or its end) → the frame for the caller, or `None` for a clean end.
+    fn on_upstream(&mut self, item: Option<StreamItem>) -> Option<Bytes> {
+        self.last_event = Instant::now();
+        let next = self.last_event + self.ping_interval;
+        self.silence.as_mut().reset(next);
+        match item {
             Some(Ok(chunk)) => match reframe(&chunk) {
                 Ok(frame) => {
                     if let Some(usage) = frame.usage {
-                        s.log.usage(usage);
+                        self.log.usage(usage);
                     }
-                    s.saw_stop |= frame.is_stop;
+                    self.saw_stop |= frame.is_stop;
                     if frame.carries_tokens {
-                        s.log.first_token();
+                        self.log.first_token();
                     }
-                    frame.bytes
+                    Some(frame.bytes)
                 }
-                Err(e) => s.fail(e),
+                Err(e) => Some(self.fail(e)),
             },
-            Some(Err(e)) => s.fail(e),
-            None if s.saw_stop => {
-                s.complete();
-                return None;
+            Some(Err(e)) => Some(self.fail(e)),
+            None if self.saw_stop => {
+                self.end();
+                None
             }
-            None => s.fail(ProxyError::Upstream(
+            None => Some(self.fail(ProxyError::Upstream(
                 "bedrock's stream ended before message_stop".into(),
-            )),
-        };
-        Some((Ok(bytes), s))
-    })
-}
-
-/// Resolves when the deadline comes, with it; never without one.
-async fn deadline_passed(deadline: &mut Option<(Deadline, Pin<Box<Sleep>>)>) -> Deadline {
-    match deadline {
-        Some((deadline, timer)) => {
-            timer.as_mut().await;
-            *deadline
+            ))),
         }
-        None => std::future::pending().await,
-    }
-}
-
-impl SseStream {
-    /// Marks a normal end, so that dropping the stream is not taken for a departed caller.
-    fn complete(&mut self) {
-        self.finished = true;
     }
 
+    /// Forwarding: the deadline first (so a fast stream cannot starve it), then Bedrock, then
+    /// the silence timer.
+    fn poll_streaming(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some((deadline, timer)) = &mut self.deadline {
+            if timer.as_mut().poll(cx).is_ready() {
+                let margin = deadline.margin;
+                return Poll::Ready(Some(self.fail(ProxyError::DeadlineExceeded(format!(
+                    "this Lambda invocation's timeout is {} s away, so the proxy ended the answer here; \
+                     raise the function's timeout (at most 900 s) or ask for fewer max_tokens",
+                    margin.as_secs_f64()
+                )))));
+            }
+        }
+        let Some(upstream) = self.upstream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = upstream.poll_next_unpin(cx) {
+            return Poll::Ready(self.on_upstream(item));
+        }
+        if self.silence.as_mut().poll(cx).is_ready() {
+            if self.last_event.elapsed() >= self.idle_timeout {
+                return Poll::Ready(Some(self.fail(ProxyError::Timeout(format!(
+                    "bedrock sent nothing for {} s (UPSTREAM_TIMEOUT_SECONDS)",
+                    self.idle_timeout.as_secs()
+                )))));
+            }
+            let next = Instant::now() + self.ping_interval;
+            self.silence.as_mut().reset(next);
+            return Poll::Ready(Some(Bytes::from_static(PING_FRAME)));
+        }
+        Poll::Pending
+    }
+
+    /// A normal end: Bedrock's stream is dropped, and dropping the body later is not taken for
+    /// a departed caller.
+    fn end(&mut self) {
+        self.state = State::Ended;
+        self.upstream = None;
+    }
+
+    /// The stream failed after it began: one `event: error`, then the end.
     fn fail(&mut self, e: ProxyError) -> Bytes {
         let detail = e.log_detail().unwrap_or_else(|| e.to_string());
         tracing::warn!(error = %detail, "stream failed after it began; sending event: error");
-        self.finished = true;
+        self.end();
         self.log.outcome(match e {
             ProxyError::DeadlineExceeded(_) => "deadline",
             _ => "stream_error",
@@ -271,6 +263,40 @@ impl SseStream {
         self.log.error(detail);
         self.log.error_type(e.status_and_type().1);
         e.sse_event()
+    }
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Every field is Unpin (the timers are boxed), so the body can be used by `&mut`.
+        let this = self.get_mut();
+        let frame = match &mut this.state {
+            State::Ended => return Poll::Ready(None),
+            State::Waiting { ping_owed, first } => {
+                if std::mem::take(ping_owed) {
+                    return Poll::Ready(Some(Ok(Bytes::from_static(PING_FRAME))));
+                }
+                let first = first.take();
+                this.state = State::Streaming;
+                match first {
+                    Some(item) => Poll::Ready(this.on_upstream(Some(item))),
+                    None => this.poll_streaming(cx),
+                }
+            }
+            State::Streaming => this.poll_streaming(cx),
+        };
+        frame.map(|bytes| bytes.map(Ok))
+    }
+}
+
+impl Drop for SseBody {
+    fn drop(&mut self) {
+        if !matches!(self.state, State::Ended) {
+            // The body was dropped before the end: the caller went away.
+            self.log.outcome("client_gone");
+        }
     }
 }
 
@@ -370,7 +396,7 @@ mod tests {
             silent: false,
             rest: rx,
         };
-        let out: Vec<_> = sse_stream(started, Duration::from_secs(5), Duration::from_secs(60), None, log)
+        let out: Vec<_> = SseBody::new(started, Duration::from_secs(5), Duration::from_secs(60), None, log)
             .collect()
             .await;
         out.into_iter()
@@ -399,6 +425,25 @@ mod tests {
         assert_eq!(complete, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     }
 
+    #[tokio::test]
+    async fn an_empty_stream_is_one_error_event_and_stays_ended_however_often_it_is_polled() {
+        let (tx, rx) = channel();
+        drop(tx);
+        let log = RequestLog::new("req_test", "POST", "/v1/messages");
+        let started = StartedStream {
+            first: None,
+            silent: false,
+            rest: rx,
+        };
+        let mut body = SseBody::new(started, Duration::from_secs(5), Duration::from_secs(60), None, log);
+        let frame = body.next().await.unwrap().unwrap();
+        assert!(frame.starts_with(b"event: error\n"), "{frame:?}");
+        for _ in 0..3 {
+            assert!(body.next().await.is_none(), "an ended body must stay ended");
+        }
+        assert!(body.upstream.is_none(), "the ended body let go of Bedrock's stream");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn silence_becomes_pings_every_interval() {
         let (tx, rx) = channel();
@@ -409,13 +454,7 @@ mod tests {
             silent: true,
             rest: rx,
         };
-        let mut stream = Box::pin(sse_stream(
-            started,
-            Duration::from_secs(10),
-            Duration::from_secs(120),
-            None,
-            log,
-        ));
+        let mut stream = SseBody::new(started, Duration::from_secs(10), Duration::from_secs(120), None, log);
         let t0 = tokio::time::Instant::now();
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
         assert_eq!(t0.elapsed(), Duration::ZERO);
