@@ -17,7 +17,6 @@ pub mod models;
 pub mod policy;
 pub mod request_id;
 pub mod request_log;
-pub mod rotation;
 pub mod routes;
 pub mod rules;
 pub mod secret;

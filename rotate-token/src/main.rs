@@ -1,10 +1,10 @@
 //! `rotate-token`: the Secrets Manager rotation function for the proxy's bearer-token secret,
-//! run as a Lambda. The steps live in [`bedrock_anthropic_proxy::rotation`].
+//! run as a Lambda. The steps live in this crate's library ([`rotate_token`]).
 
 use aws_config::BehaviorVersion;
-use bedrock_anthropic_proxy::rotation::{RotationEvent, Rotator};
 use bedrock_anthropic_proxy::telemetry;
-use lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
+use rotate_token::{RotationEvent, Rotator};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
 
-use crate::auth::generate_token;
-use crate::secret::{self, FreshTokensError};
+use bedrock_anthropic_proxy::auth::generate_token;
+use bedrock_anthropic_proxy::secret::{self, FreshTokensError};
 
 /// The staging label of the version callers use now.
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -165,7 +165,7 @@ impl RotationError {
     }
 }
 
-impl From<RotationError> for lambda_http::lambda_runtime::Diagnostic {
+impl From<RotationError> for lambda_runtime::Diagnostic {
     fn from(e: RotationError) -> Self {
         Self {
             error_type: e.kind().to_string(),
@@ -481,7 +481,7 @@ mod tests {
             name: "alice".into(),
             len: 5,
         };
-        let d: lambda_http::lambda_runtime::Diagnostic = e.into();
+        let d: lambda_runtime::Diagnostic = e.into();
         assert_eq!(d.error_type, "TokenTooShort");
         assert!(d.error_message.contains("alice") && d.error_message.contains("43"));
     }
