@@ -84,7 +84,7 @@ impl Bedrock {
     }
 
     /// InvokeModel: the whole answer at once. `betas` is the `anthropic-beta` header.
-    pub async fn invoke(&self, model_id: &str, body: &[u8], betas: Option<String>) -> Result<Bytes, ProxyError> {
+    pub async fn invoke(&self, model_id: &str, body: &Bytes, betas: Option<String>) -> Result<Bytes, ProxyError> {
         self.with_retries(|| async {
             let call = self
                 .client
@@ -92,7 +92,7 @@ impl Bedrock {
                 .model_id(model_id)
                 .content_type("application/json")
                 .accept("application/json")
-                .body(Blob::new(body))
+                .body(Blob::from_maybe_shared(body.clone()))
                 .customize()
                 .mutate_request(beta_header(betas.clone()))
                 .send();
@@ -108,7 +108,7 @@ impl Bedrock {
     pub async fn invoke_stream(
         &self,
         model_id: &str,
-        body: &[u8],
+        body: &Bytes,
         betas: Option<String>,
         first_event_wait: Duration,
     ) -> Result<StartedStream, ProxyError> {
@@ -119,7 +119,7 @@ impl Bedrock {
                 .model_id(model_id)
                 .content_type("application/json")
                 .accept("application/json")
-                .body(Blob::new(body))
+                .body(Blob::from_maybe_shared(body.clone()))
                 .customize()
                 .mutate_request(beta_header(betas.clone()))
                 .send();
@@ -150,7 +150,7 @@ impl Bedrock {
     /// model it does not count at all), so that refusal, and only that one, is retried with the
     /// base model ID. If the base ID is refused the same way, the model is not counted by
     /// Runtime: [`ProxyError::CountTokensUnsupported`], so that the caller can count elsewhere.
-    pub async fn count_tokens(&self, model_id: &str, body: &[u8]) -> Result<u64, ProxyError> {
+    pub async fn count_tokens(&self, model_id: &str, body: &Bytes) -> Result<u64, ProxyError> {
         let first = self.count_tokens_once(model_id, body).await;
         let base = crate::models::base_model_id(model_id);
         let answer = match first {
@@ -168,9 +168,9 @@ impl Bedrock {
         }
     }
 
-    async fn count_tokens_once(&self, model_id: &str, body: &[u8]) -> Result<u64, ProxyError> {
+    async fn count_tokens_once(&self, model_id: &str, body: &Bytes) -> Result<u64, ProxyError> {
         let request = InvokeModelTokensRequest::builder()
-            .body(Blob::new(body))
+            .body(Blob::from_maybe_shared(body.clone()))
             .build()
             .map_err(|e| ProxyError::Internal(format!("building CountTokens input: {e}")))?;
         self.with_retries(|| async {

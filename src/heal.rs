@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::RwLock;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
@@ -111,25 +112,36 @@ impl Healer {
 
 /// Sends `request` with what was learned applied; if Bedrock refuses it in a way we can heal,
 /// fixes it and sends it once more. `send` gets the body bytes and the `anthropic-beta` header.
+///
+/// While the request is in flight only its bytes are kept, not also its JSON tree: at 200
+/// concurrent Claude Code-sized bodies the tree is most of the proxy's memory. The rare 400
+/// worth healing rebuilds the tree from the bytes.
 pub async fn send_healing<T, F, Fut>(
     healer: &Healer,
-    request: &mut UpstreamRequest,
+    mut request: UpstreamRequest,
     log: &RequestLog,
     mut send: F,
 ) -> Result<T, ProxyError>
 where
-    F: FnMut(Vec<u8>, Option<String>) -> Fut,
+    F: FnMut(Bytes, Option<String>) -> Fut,
     Fut: Future<Output = Result<T, ProxyError>>,
 {
-    let key = healer.apply(request);
-    match send(request.body_bytes(), request.beta_header()).await {
-        Err(ProxyError::InvalidRequest(message)) => match healer.learn(request, key, &message) {
-            Some(fixed) => {
-                log.healed(&fixed);
-                send(request.body_bytes(), request.beta_header()).await
+    let key = healer.apply(&mut request);
+    let body = request.body_bytes();
+    request.body = Map::new();
+    match send(body.clone(), request.beta_header()).await {
+        Err(ProxyError::InvalidRequest(message)) => {
+            // The proxy serialised these bytes itself a moment ago, so they parse.
+            request.body = serde_json::from_slice(&body).unwrap_or_default();
+            drop(body);
+            match healer.learn(&mut request, key, &message) {
+                Some(fixed) => {
+                    log.healed(&fixed);
+                    send(request.body_bytes(), request.beta_header()).await
+                }
+                None => Err(ProxyError::InvalidRequest(message)),
             }
-            None => Err(ProxyError::InvalidRequest(message)),
-        },
+        }
         other => other,
     }
 }

@@ -85,7 +85,7 @@ impl Mantle {
     pub async fn messages(
         &self,
         policy: &RetryPolicy,
-        body: &[u8],
+        body: &Bytes,
         betas: Option<String>,
     ) -> Result<Bytes, ProxyError> {
         policy
@@ -105,7 +105,7 @@ impl Mantle {
     pub async fn messages_stream(
         &self,
         policy: &RetryPolicy,
-        body: &[u8],
+        body: &Bytes,
         betas: Option<String>,
         first_event_wait: Duration,
         log: &RequestLog,
@@ -138,7 +138,7 @@ impl Mantle {
     pub async fn count_tokens(
         &self,
         policy: &RetryPolicy,
-        body: &[u8],
+        body: &Bytes,
         betas: Option<String>,
     ) -> Result<u64, ProxyError> {
         policy
@@ -185,7 +185,7 @@ impl Mantle {
         &self,
         policy: &RetryPolicy,
         path: &str,
-        body: &[u8],
+        body: &Bytes,
         betas: Option<&str>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
         let uri = format!("{}{}", self.endpoint, path);
@@ -198,7 +198,7 @@ impl Mantle {
             request = request.header("anthropic-beta", betas);
         }
         let mut request = request
-            .body(Full::new(Bytes::copy_from_slice(body)))
+            .body(Full::new(body.clone()))
             .map_err(|e| ProxyError::Internal(format!("building the mantle request: {e}")))?;
         self.sign(&mut request, body).await?;
         let response = policy

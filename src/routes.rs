@@ -194,7 +194,7 @@ fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// the request as `upstream` should get it.
 fn upstream_request(
     state: &AppState,
-    request: &MessagesRequest,
+    request: MessagesRequest,
     headers: &HeaderMap,
     log: &RequestLog,
     upstream: Upstream,
@@ -211,13 +211,8 @@ fn upstream_request(
     };
     log.model(&request.model, &model_id, request.stream);
     let extra = context_1m.then_some(crate::models::CONTEXT_1M_BETA);
-    Ok(to_upstream(
-        request,
-        upstream,
-        &model_id,
-        beta_headers(headers).chain(extra),
-        &state.betas,
-    ))
+    let headers = beta_headers(headers).chain(extra);
+    Ok(to_upstream(request, upstream, &model_id, headers, &state.betas))
 }
 
 /// The caller's policy applied before anything is sent upstream: the model, `max_tokens`, and
@@ -252,38 +247,39 @@ enum Answer {
 async fn ask(
     state: &AppState,
     bedrock: &Bedrock,
-    request: &MessagesRequest,
+    request: MessagesRequest,
     headers: &HeaderMap,
     log: &RequestLog,
     name: &str,
 ) -> Result<Answer, ProxyError> {
     let api = state.config.bedrock_api;
-    let mut upstream = upstream_request(state, request, headers, log, api, name)?;
+    let stream = request.stream;
+    let upstream = upstream_request(state, request, headers, log, api, name)?;
     let model_id = upstream.model_id.clone();
     let (mantle, healer, policy) = (&state.mantle, &state.healer, bedrock.policy());
     let ping = state.config.ping_interval;
     let model_id = &model_id;
-    let answer = match (api, request.stream) {
+    let answer = match (api, stream) {
         (Upstream::Invoke, true) => Answer::Stream(
-            send_healing(healer, &mut upstream, log, |body, betas| async move {
+            send_healing(healer, upstream, log, |body, betas| async move {
                 bedrock.invoke_stream(model_id, &body, betas, ping).await
             })
             .await?,
         ),
         (Upstream::Mantle, true) => Answer::Stream(
-            send_healing(healer, &mut upstream, log, |body, betas| async move {
+            send_healing(healer, upstream, log, |body, betas| async move {
                 mantle.messages_stream(policy, &body, betas, ping, log).await
             })
             .await?,
         ),
         (Upstream::Invoke, false) => Answer::Whole(
-            send_healing(healer, &mut upstream, log, |body, betas| async move {
+            send_healing(healer, upstream, log, |body, betas| async move {
                 bedrock.invoke(model_id, &body, betas).await
             })
             .await?,
         ),
         (Upstream::Mantle, false) => Answer::Whole(
-            send_healing(healer, &mut upstream, log, |body, betas| async move {
+            send_healing(healer, upstream, log, |body, betas| async move {
                 mantle.messages(policy, &body, betas).await
             })
             .await?,
@@ -311,16 +307,24 @@ async fn messages(
 
     // The caller's model, then its MODEL_FALLBACKS targets while Bedrock throttles or is
     // unavailable (after each target's own retries). Nothing has reached the caller yet.
-    let (name, _) = crate::models::split_context_suffix(&request.model);
+    let model = request.model.clone();
+    let (name, _) = crate::models::split_context_suffix(&model);
     let fallbacks = state.config.model_fallbacks.targets(name);
-    let targets = std::iter::once(request.model.as_str()).chain(fallbacks.iter().map(String::as_str));
+    let targets = std::iter::once(model.as_str()).chain(fallbacks.iter().map(String::as_str));
+    let mut request = request;
     let mut answer = Err(ProxyError::Internal("no model to ask".into()));
     for (i, target) in targets.enumerate() {
         if i > 0 {
             log.fell_back();
-            tracing::warn!(model = %request.model, fallback = target, "bedrock throttled or unavailable; trying the next MODEL_FALLBACKS target");
+            tracing::warn!(model = %model, fallback = target, "bedrock throttled or unavailable; trying the next MODEL_FALLBACKS target");
         }
-        answer = ask(&state, &bedrock, &request, &headers, &log, target).await;
+        // The last target gets the request itself; only earlier ones need a copy of its tree.
+        let this = if i == fallbacks.len() {
+            std::mem::take(&mut request)
+        } else {
+            request.clone()
+        };
+        answer = ask(&state, &bedrock, this, &headers, &log, target).await;
         let busy = matches!(answer, Err(ProxyError::RateLimited(_) | ProxyError::Overloaded(_)));
         if !busy || i == fallbacks.len() {
             break;
@@ -366,14 +370,14 @@ async fn count_tokens(
     let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
     caller.policy.check_model(name, &resolved)?;
     let input_tokens = match state.config.bedrock_api {
-        Upstream::Mantle => count_on_mantle(&state, &request, &headers, &log).await?,
-        Upstream::Invoke => match count_on_runtime(&state, &request, &headers, &log).await {
+        Upstream::Mantle => count_on_mantle(&state, request, &headers, &log).await?,
+        Upstream::Invoke => match count_on_runtime(&state, request.clone(), &headers, &log).await {
             Ok(n) => n,
             Err(RuntimeCount::NotCounted(model_id)) => {
                 state.mantle.count_here_from_now_on(&model_id);
-                count_on_mantle(&state, &request, &headers, &log).await?
+                count_on_mantle(&state, request, &headers, &log).await?
             }
-            Err(RuntimeCount::CountedOnMantle) => count_on_mantle(&state, &request, &headers, &log).await?,
+            Err(RuntimeCount::CountedOnMantle) => count_on_mantle(&state, request, &headers, &log).await?,
             Err(RuntimeCount::Failed(e)) => return Err(e),
         },
     };
@@ -396,12 +400,13 @@ enum RuntimeCount {
 
 async fn count_on_runtime(
     state: &AppState,
-    request: &MessagesRequest,
+    request: MessagesRequest,
     headers: &HeaderMap,
     log: &RequestLog,
 ) -> Result<u64, RuntimeCount> {
-    let mut upstream = upstream_request(state, request, headers, log, Upstream::Invoke, &request.model)
-        .map_err(RuntimeCount::Failed)?;
+    let model = request.model.clone();
+    let mut upstream =
+        upstream_request(state, request, headers, log, Upstream::Invoke, &model).map_err(RuntimeCount::Failed)?;
     // CountTokens takes a complete InvokeModel body, which needs max_tokens; the value does
     // not change the count, but it must exceed any thinking budget or Bedrock refuses it.
     let budget = upstream
@@ -419,7 +424,7 @@ async fn count_on_runtime(
     }
     let bedrock = &state.bedrock.for_request(None, log);
     // CountTokens reads only the body; flags for the header have no effect there.
-    let counted = send_healing(&state.healer, &mut upstream, log, |body, _betas| {
+    let counted = send_healing(&state.healer, upstream, log, |body, _betas| {
         let model_id = &model_id;
         async move { bedrock.count_tokens(model_id, &body).await }
     })
@@ -439,14 +444,15 @@ fn runtime_does_not_count(error: &ProxyError) -> bool {
 
 async fn count_on_mantle(
     state: &AppState,
-    request: &MessagesRequest,
+    request: MessagesRequest,
     headers: &HeaderMap,
     log: &RequestLog,
 ) -> Result<u64, ProxyError> {
-    let mut upstream = upstream_request(state, request, headers, log, Upstream::Mantle, &request.model)?;
+    let model = request.model.clone();
+    let upstream = upstream_request(state, request, headers, log, Upstream::Mantle, &model)?;
     let mantle = &state.mantle;
     let policy = &state.bedrock.policy().for_request(None, log);
-    send_healing(&state.healer, &mut upstream, log, |body, betas| async move {
+    send_healing(&state.healer, upstream, log, |body, betas| async move {
         mantle.count_tokens(policy, &body, betas).await
     })
     .await

@@ -6,13 +6,14 @@
 //! unknown beta flags ("invalid beta flag"), so on InvokeModel everything the table does not
 //! know is dropped (logged at debug level, names only, never values).
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
 use crate::rules::{self, BetaPlace, Level, Upstream};
 
 /// A validated `/v1/messages` (or `count_tokens`) request.
-#[derive(Debug)]
+#[derive(Debug, Clone, Default)]
 pub struct MessagesRequest {
     /// The model the caller asked for.
     pub model: String,
@@ -86,9 +87,9 @@ pub struct UpstreamRequest {
 
 impl UpstreamRequest {
     /// The body as JSON bytes.
-    pub fn body_bytes(&self) -> Vec<u8> {
+    pub fn body_bytes(&self) -> Bytes {
         // Serialising a map of JSON values cannot fail.
-        serde_json::to_vec(&self.body).unwrap_or_default()
+        serde_json::to_vec(&self.body).unwrap_or_default().into()
     }
 
     /// The `anthropic-beta` header value, if any flag goes there.
@@ -189,17 +190,22 @@ impl BetaFilter {
 /// (`anthropic_version` set, moved flags in `anthropic_beta`, the model left for the URL); on
 /// Mantle the first-party body with the Mantle model ID. `header_betas` are the caller's
 /// `anthropic-beta` header values.
+///
+/// The request is consumed: its JSON tree becomes the upstream body without a copy.
 pub fn to_upstream<'a>(
-    request: &'a MessagesRequest,
+    request: MessagesRequest,
     upstream: Upstream,
     model_id: &str,
     header_betas: impl IntoIterator<Item = &'a str>,
     filter: &BetaFilter,
 ) -> UpstreamRequest {
+    // The header's flags first, then the body's, in the caller's order.
+    let mut flags: Vec<&str> = Vec::new();
+    for flag in header_betas {
+        flags.push(flag);
+    }
     let body_flags = request.body.get("anthropic_beta").and_then(Value::as_array);
-    let flags = header_betas
-        .into_iter()
-        .chain(body_flags.into_iter().flatten().filter_map(Value::as_str));
+    flags.extend(body_flags.into_iter().flatten().filter_map(Value::as_str));
     let betas = filter.place_all(flags, upstream);
 
     let mut out = Map::with_capacity(request.body.len() + 2);
@@ -220,12 +226,12 @@ pub fn to_upstream<'a>(
             }
         }
     }
-    for (key, value) in &request.body {
+    for (key, value) in request.body {
         if matches!(key.as_str(), "anthropic_beta" | "anthropic_version") {
             continue;
         }
-        if rules::keeps(Level::Top, key, upstream, model_id) {
-            out.insert(key.clone(), value.clone());
+        if rules::keeps(Level::Top, &key, upstream, model_id) {
+            out.insert(key, value);
         } else {
             tracing::debug!(field = %key, "dropping field the upstream does not take");
         }
@@ -322,7 +328,7 @@ mod tests {
     fn invoke(body: Value, header_betas: &[&str], model_id: &str) -> UpstreamRequest {
         let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
         to_upstream(
-            &req,
+            req,
             Upstream::Invoke,
             model_id,
             header_betas.iter().copied(),
@@ -502,7 +508,7 @@ mod tests {
         body["messages"] = json!([{"role": "user", "content": "hi", "output_config": {"effort": "low"}}]);
         let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
         let out = to_upstream(
-            &req,
+            req,
             Upstream::Mantle,
             "anthropic.claude-opus-5-5",
             ["claude-code-20250219,context-management-2025-06-27,per-turn-control-2026-07-01,advanced-tool-use-2025-11-20"],
@@ -628,7 +634,7 @@ mod fuzz {
             let bytes = serde_json::to_vec(&Value::Object(body)).unwrap();
             let request = parse_request(&bytes, Endpoint::Messages).unwrap();
             let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-            let out = to_upstream(&request, Upstream::Invoke, model, betas.iter().map(String::as_str), &BetaFilter::default());
+            let out = to_upstream(request, Upstream::Invoke, model, betas.iter().map(String::as_str), &BetaFilter::default());
             prop_assert_eq!(&out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
             prop_assert!(out.body.keys().all(|k| k == "anthropic_version" || k == "anthropic_beta"
                 || rules::keeps(Level::Top, k, Upstream::Invoke, model)));

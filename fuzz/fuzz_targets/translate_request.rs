@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     for endpoint in [Endpoint::Messages, Endpoint::CountTokens] {
         match parse_request(body, endpoint) {
             Ok(request) => {
-                let out = to_upstream(&request, Upstream::Invoke, MODEL_ID, std::str::from_utf8(header).ok(), &filter);
+                let out = to_upstream(request, Upstream::Invoke, MODEL_ID, std::str::from_utf8(header).ok(), &filter);
                 let bytes: serde_json::Value = serde_json::from_slice(&out.body_bytes()).expect("valid JSON");
                 assert!(bytes.is_object());
                 assert_eq!(out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
