@@ -184,6 +184,18 @@ impl Config {
     }
 }
 
+/// `WORKER_THREADS` (local mode): how many threads serve requests. Read on its own because the
+/// runtime must exist before [`Config::from_env`] runs in it.
+pub fn worker_threads() -> Result<usize, ConfigError> {
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    number(&get, "WORKER_THREADS", 1)
+}
+
 fn number<T: std::str::FromStr>(
     get: &impl Fn(&str) -> Option<String>,
     name: &str,

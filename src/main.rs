@@ -2,22 +2,27 @@
 //! under Lambda's streaming runtime or as a local HTTP server.
 
 use axum::serve::ListenerExt;
-use bedrock_anthropic_proxy::{app, config::Config, telemetry, AppState};
+use bedrock_anthropic_proxy::config::{self, Config};
+use bedrock_anthropic_proxy::{app, telemetry, AppState};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    // Lambda hands an instance one request at a time, so worker threads would only add start-up
-    // time and cross-thread wake-ups; locally, requests are concurrent and get every core.
-    let runtime = if in_lambda {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    // One thread unless asked for more. Lambda hands an instance one request at a time; and
+    // locally one thread spends ~15-25% less CPU per streamed request than two, because each
+    // Bedrock event hops between the upstream connection's task and the caller's, which on a
+    // multi-thread runtime means cross-thread wake-ups (BENCHMARKS.md, "Threads"). One thread
+    // streams a few thousand answers a second; WORKER_THREADS=0 uses every core.
+    let workers = if in_lambda { 1 } else { config::worker_threads()? };
+    let mut runtime = match workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if workers > 1 {
+        runtime.worker_threads(workers);
     }
-    .enable_all()
-    .build()?;
-    runtime.block_on(run(in_lambda))
+    runtime.enable_all().build()?.block_on(run(in_lambda))
 }
 
 async fn run(in_lambda: bool) -> Result<(), BoxError> {

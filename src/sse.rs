@@ -1,5 +1,5 @@
 //! Bedrock stream chunks → Anthropic server-sent events: `event: <type>\ndata: <json>\n\n`,
-//! one frame per chunk, flushed as it arrives; keep-alive pings on silence; `event: error`
+//! one frame per chunk, sent as it arrives (events that arrived together share one write); keep-alive pings on silence; `event: error`
 //! when the stream fails after it has begun, or when the Lambda deadline comes near; token
 //! counts taken from Bedrock's metrics.
 
@@ -21,6 +21,9 @@ use crate::request_log::{RequestLog, Usage};
 
 /// The keep-alive frame, byte for byte what Anthropic sends.
 pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+
+/// Events already waiting are sent together, up to this many bytes per chunk.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Bedrock's addition to `message_stop`; callers never see it.
 const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
@@ -181,11 +184,32 @@ impl SseBody {
         }
     }
 
-    /// One item from Bedrock (or its end) → the frame for the caller, or `None` for a clean end.
-    fn on_upstream(&mut self, item: Option<StreamItem>) -> Option<Bytes> {
+    /// One item from Bedrock, and every further one already waiting, as one chunk for the
+    /// caller; `None` for a clean end. Events that arrived together leave together: one write
+    /// instead of one per event, the same bytes, and nothing is held back to wait for more.
+    fn forward(&mut self, item: Option<StreamItem>, cx: &mut Context<'_>) -> Option<Bytes> {
         self.last_event = Instant::now();
         let next = self.last_event + self.ping_interval;
         self.silence.as_mut().reset(next);
+        let first = self.frame(item)?;
+        let mut batch = BytesMut::new();
+        while batch.len() < MAX_BATCH_BYTES {
+            // `None` once an event ended the body (message_stop then the end, or an error).
+            let Some(upstream) = self.upstream.as_mut() else { break };
+            let Poll::Ready(item) = upstream.poll_next_unpin(cx) else {
+                break;
+            };
+            let Some(more) = self.frame(item) else { break };
+            if batch.is_empty() {
+                batch.extend_from_slice(&first);
+            }
+            batch.extend_from_slice(&more);
+        }
+        Some(if batch.is_empty() { first } else { batch.freeze() })
+    }
+
+    /// One item from Bedrock (or its end) → the frame for the caller, or `None` for a clean end.
+    fn frame(&mut self, item: Option<StreamItem>) -> Option<Bytes> {
         match item {
             Some(Ok(chunk)) => match reframe(&chunk) {
                 Ok(frame) => {
@@ -228,7 +252,7 @@ impl SseBody {
             return Poll::Ready(None);
         };
         if let Poll::Ready(item) = upstream.poll_next_unpin(cx) {
-            return Poll::Ready(self.on_upstream(item));
+            return Poll::Ready(self.forward(item, cx));
         }
         if self.silence.as_mut().poll(cx).is_ready() {
             if self.last_event.elapsed() >= self.idle_timeout {
@@ -281,7 +305,7 @@ impl Stream for SseBody {
                 let first = first.take();
                 this.state = State::Streaming;
                 match first {
-                    Some(item) => Poll::Ready(this.on_upstream(Some(item))),
+                    Some(item) => Poll::Ready(this.forward(Some(item), cx)),
                     None => this.poll_streaming(cx),
                 }
             }
@@ -423,6 +447,38 @@ mod tests {
         assert!(text.contains("event: error"), "{text}");
         let complete = collect(vec![Ok(Bytes::from_static(br#"{"type":"message_stop"}"#))]).await;
         assert_eq!(complete, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    }
+
+    #[tokio::test]
+    async fn events_that_arrived_together_leave_in_one_chunk_and_later_ones_on_their_own() {
+        let (tx, rx) = channel();
+        for chunk in [
+            &br#"{"type":"message_start","message":{}}"#[..],
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
+        ] {
+            tx.send(Ok(Bytes::from_static(chunk))).await.unwrap();
+        }
+        let log = RequestLog::new("req_test", "POST", "/v1/messages");
+        let started = StartedStream {
+            first: None,
+            silent: false,
+            rest: rx,
+        };
+        let mut body = SseBody::new(started, Duration::from_secs(5), Duration::from_secs(60), None, log);
+        let together = body.next().await.unwrap().unwrap();
+        let frames = parse_frames(&together).unwrap();
+        let names: Vec<_> = frames.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["message_start", "content_block_delta"]);
+        tx.send(Ok(Bytes::from_static(br#"{"type":"message_stop"}"#)))
+            .await
+            .unwrap();
+        let last = body.next().await.unwrap().unwrap();
+        assert_eq!(
+            last.as_ref(),
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        );
+        drop(tx);
+        assert!(body.next().await.is_none());
     }
 
     #[tokio::test]
