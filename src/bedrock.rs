@@ -43,6 +43,21 @@ pub struct RetryPolicy {
     pub log: Option<crate::request_log::RequestLog>,
 }
 
+/// The input of InvokeModel and InvokeModelWithResponseStream, which is the same on both: two
+/// builder types with no trait in common, so one macro fills both. `body` is shared, not
+/// copied; `betas` becomes the signed `anthropic-beta` header.
+macro_rules! invoke_input {
+    ($builder:expr, $model_id:expr, $body:expr, $betas:expr) => {
+        $builder
+            .model_id($model_id)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::from_maybe_shared($body.clone()))
+            .customize()
+            .mutate_request(beta_header($betas.clone()))
+    };
+}
+
 /// The Bedrock Runtime client and how to call it.
 #[derive(Clone, Debug)]
 pub struct Bedrock {
@@ -60,6 +75,30 @@ pub struct StartedStream {
     pub silent: bool,
     /// The rest of the stream. Dropping it closes Bedrock's connection.
     pub rest: EventStream,
+}
+
+impl StartedStream {
+    /// Waits at most `first_event_wait` for the first event of `rest`, so that errors the
+    /// upstream reports at once still get a real HTTP status and can be retried, while a long
+    /// silence never delays the caller's first byte (a ping). Shared by both upstreams.
+    pub async fn begin(mut rest: EventStream, first_event_wait: Duration) -> Result<Self, ProxyError> {
+        match tokio::time::timeout(first_event_wait, rest.next()).await {
+            Ok(Some(Err(e))) => Err(e),
+            // Ended before any event: nothing reached the caller, so this is an error with a
+            // status (and worth another attempt), not an empty 200.
+            Ok(None) => Err(ProxyError::EmptyStream),
+            Ok(first) => Ok(Self {
+                first,
+                silent: false,
+                rest,
+            }),
+            Err(_elapsed) => Ok(Self {
+                first: None,
+                silent: true,
+                rest,
+            }),
+        }
+    }
 }
 
 impl Bedrock {
@@ -86,18 +125,9 @@ impl Bedrock {
     /// InvokeModel: the whole answer at once. `betas` is the `anthropic-beta` header.
     pub async fn invoke(&self, model_id: &str, body: &Bytes, betas: Option<String>) -> Result<Bytes, ProxyError> {
         self.with_retries(|| async {
-            let call = self
-                .client
-                .invoke_model()
-                .model_id(model_id)
-                .content_type("application/json")
-                .accept("application/json")
-                .body(Blob::from_maybe_shared(body.clone()))
-                .customize()
-                .mutate_request(beta_header(betas.clone()))
-                .send();
+            let call = invoke_input!(self.client.invoke_model(), model_id, body, betas).send();
             let output = self.timed(call).await?.map_err(map_sdk_error)?;
-            Ok(Bytes::from(output.body.into_inner()))
+            Ok(output.body.into_bytes())
         })
         .await
     }
@@ -113,34 +143,9 @@ impl Bedrock {
         first_event_wait: Duration,
     ) -> Result<StartedStream, ProxyError> {
         self.with_retries(|| async {
-            let call = self
-                .client
-                .invoke_model_with_response_stream()
-                .model_id(model_id)
-                .content_type("application/json")
-                .accept("application/json")
-                .body(Blob::from_maybe_shared(body.clone()))
-                .customize()
-                .mutate_request(beta_header(betas.clone()))
-                .send();
+            let call = invoke_input!(self.client.invoke_model_with_response_stream(), model_id, body, betas).send();
             let output = self.policy.timed_stream_start(call).await?.map_err(map_sdk_error)?;
-            let mut rest = events(output.body);
-            match tokio::time::timeout(first_event_wait, rest.next()).await {
-                Ok(Some(Err(e))) => Err(e),
-                // Nothing was sent to the caller yet, so this is an error with a status (and
-                // worth another attempt), not an empty 200.
-                Ok(None) => Err(ProxyError::EmptyStream),
-                Ok(first) => Ok(StartedStream {
-                    first,
-                    silent: false,
-                    rest,
-                }),
-                Err(_elapsed) => Ok(StartedStream {
-                    first: None,
-                    silent: true,
-                    rest,
-                }),
-            }
+            StartedStream::begin(events(output.body), first_event_wait).await
         })
         .await
     }

@@ -113,22 +113,7 @@ impl Mantle {
         policy
             .run(|| async {
                 let response = self.send(policy, MESSAGES_PATH, body, betas.as_deref()).await?;
-                let mut rest = events(response.into_body(), log.clone());
-                match tokio::time::timeout(first_event_wait, rest.next()).await {
-                    Ok(Some(Err(e))) => Err(e),
-                    // Ended before any event: nothing reached the caller, so it can be retried.
-                    Ok(None) => Err(ProxyError::EmptyStream),
-                    Ok(first) => Ok(StartedStream {
-                        first,
-                        silent: false,
-                        rest,
-                    }),
-                    Err(_elapsed) => Ok(StartedStream {
-                        first: None,
-                        silent: true,
-                        rest,
-                    }),
-                }
+                StartedStream::begin(events(response.into_body(), log.clone()), first_event_wait).await
             })
             .await
     }

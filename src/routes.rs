@@ -158,6 +158,18 @@ fn presented_tokens(headers: &HeaderMap) -> Vec<String> {
     bearer.into_iter().chain(api_key).collect()
 }
 
+/// The preamble of both POST handlers: the body read (within `MAX_BODY_BYTES`) and checked.
+/// The bytes are let go at once; the parsed request is what travels on.
+async fn read_request(
+    state: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+) -> Result<MessagesRequest, ProxyError> {
+    let bytes = read_body(body, headers, state.config.max_body_bytes).await?;
+    parse_request(&bytes, endpoint)
+}
+
 /// Reads the body up to `limit` bytes, refusing larger ones while reading, not after.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
     let too_large =
@@ -215,6 +227,14 @@ fn upstream_request(
     Ok(to_upstream(request, upstream, &model_id, headers, &state.betas))
 }
 
+/// The model is one this proxy knows and the caller's policy allows (by the name asked and the
+/// ID it resolves to).
+fn check_model(state: &AppState, caller: &Caller, request: &MessagesRequest) -> Result<(), ProxyError> {
+    let (name, _) = crate::models::split_context_suffix(&request.model);
+    let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
+    caller.policy.check_model(name, &resolved)
+}
+
 /// The caller's policy applied before anything is sent upstream: the model, `max_tokens`, and
 /// (with `USAGE_TABLE`) the token budgets, whose spend this request is then charged to.
 async fn admit(
@@ -224,9 +244,7 @@ async fn admit(
     log: &RequestLog,
 ) -> Result<(), ProxyError> {
     let policy = &caller.policy;
-    let (name, _) = crate::models::split_context_suffix(&request.model);
-    let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
-    policy.check_model(name, &resolved)?;
+    check_model(state, caller, request)?;
     policy.check_max_tokens(request.body.get("max_tokens").and_then(Value::as_u64))?;
     if let Some(budgets) = &state.budgets {
         budgets.check(&caller.name, policy).await?;
@@ -297,9 +315,7 @@ async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ProxyError> {
-    let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
-    let request = parse_request(&bytes, Endpoint::Messages)?;
-    drop(bytes);
+    let request = read_request(&state, body, &headers, Endpoint::Messages).await?;
     admit(&state, &caller, &request, &log).await?;
     // Inside Lambda the invocation's deadline bounds the whole answer (see deadline.rs).
     let deadline = Deadline::of_invocation(&extensions, state.config.lambda_deadline_margin);
@@ -363,12 +379,8 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ProxyError> {
-    let bytes = read_body(body, &headers, state.config.max_body_bytes).await?;
-    let request = parse_request(&bytes, Endpoint::CountTokens)?;
-    drop(bytes);
-    let (name, _) = crate::models::split_context_suffix(&request.model);
-    let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
-    caller.policy.check_model(name, &resolved)?;
+    let request = read_request(&state, body, &headers, Endpoint::CountTokens).await?;
+    check_model(&state, &caller, &request)?;
     let input_tokens = match state.config.bedrock_api {
         Upstream::Mantle => count_on_mantle(&state, request, &headers, &log).await?,
         Upstream::Invoke => match count_on_runtime(&state, request.clone(), &headers, &log).await {

@@ -18,15 +18,13 @@ use crate::bedrock::{EventStream, StartedStream, StreamItem};
 use crate::deadline::Deadline;
 use crate::error::ProxyError;
 use crate::request_log::{RequestLog, Usage};
+use crate::translate::BEDROCK_METRICS_KEY;
 
 /// The keep-alive frame, byte for byte what Anthropic sends.
 pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
 /// Events already waiting are sent together, up to this many bytes per chunk.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
-
-/// Bedrock's addition to `message_stop`; callers never see it.
-const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
 
 /// Splits a body of server-sent events into `(event name, data)` pairs, checking the framing
 /// this proxy promises: UTF-8, and every frame exactly `event: <name>\ndata: <json>\n\n` with

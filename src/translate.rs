@@ -301,17 +301,20 @@ fn clean_cache_control(value: &mut Value, keep: &impl Fn(&String, &mut Value) ->
     }
 }
 
+/// Bedrock's addition to answers (the whole answer, or a stream's `message_stop`): its token
+/// counts and latencies. Callers never see it.
+pub const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
+
 /// Bedrock's non-streaming answer as the caller should see it, with its token counts.
 /// The bytes pass through untouched unless Bedrock added its invocation metrics object.
 pub fn from_bedrock_response(
     answer: bytes::Bytes,
 ) -> Result<(bytes::Bytes, Option<crate::request_log::Usage>), ProxyError> {
-    const METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
     let unreadable = || ProxyError::Upstream("bedrock's answer is not a JSON object".into());
     let mut value: Value = serde_json::from_slice(&answer).map_err(|_| unreadable())?;
     let object = value.as_object_mut().ok_or_else(unreadable)?;
     let usage = object.get("usage").map(crate::request_log::Usage::from_anthropic);
-    if object.remove(METRICS_KEY).is_none() {
+    if object.remove(BEDROCK_METRICS_KEY).is_none() {
         return Ok((answer, usage));
     }
     let bytes = serde_json::to_vec(&value).map_err(|_| unreadable())?;
