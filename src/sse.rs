@@ -28,35 +28,52 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Splits a body of server-sent events into `(event name, data)` pairs, checking the framing
 /// this proxy promises: UTF-8, and every frame exactly `event: <name>\ndata: <json>\n\n` with
-/// the name equal to `data.type`. The one checker for the tests, the fuzz target and the bench.
+/// the name equal to `data.type`. The one checker for the tests, the fuzz target and the bench
+/// (which reads frames as they arrive, with [`frame_len`] and [`parse_frame`]).
 pub fn parse_frames(body: &[u8]) -> Result<Vec<(String, serde_json::Value)>, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("SSE body is not UTF-8: {e}"))?;
-    let Some(frames) = text.strip_suffix("\n\n") else {
-        return Err(format!("SSE body must end with a blank line: {text:?}"));
-    };
-    frames
-        .split("\n\n")
-        .map(|frame| {
-            let mut lines = frame.split('\n');
-            let event = lines
-                .next()
-                .and_then(|l| l.strip_prefix("event: "))
-                .ok_or_else(|| format!("no event line in {frame:?}"))?;
-            let data = lines
-                .next()
-                .and_then(|l| l.strip_prefix("data: "))
-                .ok_or_else(|| format!("no data line in {frame:?}"))?;
-            if lines.next().is_some() {
-                return Err(format!("extra lines in {frame:?}"));
-            }
-            let value: serde_json::Value =
-                serde_json::from_str(data).map_err(|e| format!("data is not JSON ({e}): {data}"))?;
-            if value["type"].as_str() != Some(event) {
-                return Err(format!("event name {event:?} must equal data.type in {frame:?}"));
-            }
-            Ok((event.to_string(), value))
-        })
-        .collect()
+    let mut frames = Vec::new();
+    let mut rest = body;
+    while let Some(len) = frame_len(rest) {
+        frames.push(parse_frame(&rest[..len])?);
+        rest = &rest[len..];
+    }
+    if !rest.is_empty() || body.is_empty() {
+        return Err(format!(
+            "SSE body must end with a blank line: {:?}",
+            String::from_utf8_lossy(rest)
+        ));
+    }
+    Ok(frames)
+}
+
+/// The length of the first complete frame at the start of `buf`, through its blank line.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    memchr::memmem::find(buf, b"\n\n").map(|end| end + 2)
+}
+
+/// Checks one frame (as [`frame_len`] cut it) and returns its event name and data.
+pub fn parse_frame(frame: &[u8]) -> Result<(String, serde_json::Value), String> {
+    let text = std::str::from_utf8(frame).map_err(|e| format!("SSE frame is not UTF-8: {e}"))?;
+    let frame = text
+        .strip_suffix("\n\n")
+        .ok_or_else(|| format!("SSE frame must end with a blank line: {text:?}"))?;
+    let mut lines = frame.split('\n');
+    let event = lines
+        .next()
+        .and_then(|l| l.strip_prefix("event: "))
+        .ok_or_else(|| format!("no event line in {frame:?}"))?;
+    let data = lines
+        .next()
+        .and_then(|l| l.strip_prefix("data: "))
+        .ok_or_else(|| format!("no data line in {frame:?}"))?;
+    if lines.next().is_some() {
+        return Err(format!("extra lines in {frame:?}"));
+    }
+    let value: serde_json::Value = serde_json::from_str(data).map_err(|e| format!("data is not JSON ({e}): {data}"))?;
+    if value["type"].as_str() != Some(event) {
+        return Err(format!("event name {event:?} must equal data.type in {frame:?}"));
+    }
+    Ok((event.to_string(), value))
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use bedrock_anthropic_proxy::sse;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -248,7 +249,7 @@ async fn exchange(client: &HttpClient, target: &Target, ask: &Ask, started: Inst
                     }
                 }
                 "message_stop" => out.complete = true,
-                "error" | "exception" => out.error_event = true,
+                "error" | "exception" | "malformed" => out.error_event = true,
                 _ => {}
             }
         }
@@ -277,11 +278,13 @@ fn stamp_of(data: &[u8]) -> Option<i64> {
 pub struct Event {
     /// `content_block_delta`, `message_stop`, `error`, `exception`, ...
     pub kind: String,
-    /// The event's JSON (for Bedrock, the decoded chunk payload).
+    /// The event's bytes: the SSE frame, or for Bedrock the decoded chunk payload.
     pub data: Vec<u8>,
 }
 
-/// Splits server-sent events (`event: x\ndata: {...}\n\n`).
+/// Splits server-sent events as they arrive, frame by frame, with the proxy's own SSE checker
+/// (`bedrock_anthropic_proxy::sse`): a frame that breaks the framing the proxy promises
+/// becomes a `malformed` event, which counts as an error.
 #[derive(Default)]
 pub struct SseParser {
     buf: Vec<u8>,
@@ -292,38 +295,21 @@ impl SseParser {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some((end, sep)) = find_blank_line(&self.buf) {
-            let block: Vec<u8> = self.buf.drain(..end + sep).collect();
-            let mut kind = None;
-            let mut data = Vec::new();
-            for line in block[..end].split(|b| *b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if let Some(v) = line.strip_prefix(b"event:") {
-                    kind = Some(String::from_utf8_lossy(v).trim().to_string());
-                } else if let Some(v) = line.strip_prefix(b"data:") {
-                    data.extend_from_slice(v.strip_prefix(b" ").unwrap_or(v));
-                }
-            }
-            let kind = kind.unwrap_or_else(|| {
-                serde_json::from_slice::<Value>(&data)
-                    .ok()
-                    .and_then(|v| v["type"].as_str().map(String::from))
-                    .unwrap_or_default()
+        let mut start = 0;
+        while let Some(len) = sse::frame_len(&self.buf[start..]) {
+            let frame = &self.buf[start..start + len];
+            let kind = match sse::parse_frame(frame) {
+                Ok((name, _)) => name,
+                Err(_) => "malformed".to_string(),
+            };
+            events.push(Event {
+                kind,
+                data: frame.to_vec(),
             });
-            if !kind.is_empty() || !data.is_empty() {
-                events.push(Event { kind, data });
-            }
+            start += len;
         }
+        self.buf.drain(..start);
         events
-    }
-}
-
-fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
     }
 }
 
@@ -433,12 +419,20 @@ mod tests {
     #[test]
     fn sse_events_split_across_reads_are_reassembled() {
         let mut p = SseParser::default();
-        assert!(p.feed(b"event: content_block_delta\ndata: {\"t=12;\"").is_empty());
-        let events = p.feed(b"}\n\nevent: message_stop\ndata: {}\n\n");
-        assert_eq!(events.len(), 2);
+        assert!(p
+            .feed(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"t\":\"t=12;\"")
+            .is_empty());
+        let events = p.feed(b"}\n\n");
+        assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, "content_block_delta");
         assert_eq!(stamp_of(&events[0].data), Some(12));
+        assert!(p.feed(b"event: content_block_delta\ndata: {\"t=12;\"").is_empty());
+        let events =
+            p.feed(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\nevent: ping\ndata: {}\n\n");
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].kind, "malformed", "data.type must name the event");
         assert_eq!(events[1].kind, "message_stop");
+        assert_eq!(events[2].kind, "malformed");
     }
 
     #[test]
