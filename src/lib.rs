@@ -20,6 +20,7 @@ pub mod request_log;
 pub mod routes;
 pub mod rules;
 pub mod secret;
+pub mod serve;
 pub mod sse;
 mod sync;
 pub mod telemetry;

@@ -1,7 +1,6 @@
 //! Entry point: read the configuration, build the clients once, and serve the one router
 //! under Lambda's streaming runtime or as a local HTTP server.
 
-use axum::serve::ListenerExt;
 use bedrock_anthropic_proxy::config::{self, Config};
 use bedrock_anthropic_proxy::{app, telemetry, AppState};
 
@@ -38,14 +37,7 @@ async fn run(in_lambda: bool) -> Result<(), BoxError> {
     }
     let listener = tokio::net::TcpListener::bind(state.config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    // SSE frames are small; without TCP_NODELAY, Nagle's algorithm would hold each one back
-    // until the previous is acknowledged.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    bedrock_anthropic_proxy::serve::serve(listener, router, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -115,9 +115,11 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Headers larger than this get an Anthropic-shaped 431. (Lambda Function URLs and hyper
-/// refuse far larger ones on their own, without our error shape.)
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Headers larger than this get an Anthropic-shaped 431; Claude Code and the SDKs send a few
+/// KiB. It stays under local mode's hyper buffer (`serve::MAX_BUF_BYTES`, 16 KiB, which must
+/// also hold the request line), above which hyper refuses a request on its own, without our
+/// error shape; so do Lambda Function URLs, at their own limit.
+pub const MAX_HEADER_BYTES: usize = 12 * 1024;
 
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()

@@ -89,7 +89,11 @@ impl UpstreamRequest {
     /// The body as JSON bytes.
     pub fn body_bytes(&self) -> Bytes {
         // Serialising a map of JSON values cannot fail.
-        serde_json::to_vec(&self.body).unwrap_or_default().into()
+        let mut bytes = serde_json::to_vec(&self.body).unwrap_or_default();
+        // The buffer grew by doubling; up to half of it would be held, unused, for as long as
+        // the request is in flight.
+        bytes.shrink_to_fit();
+        bytes.into()
     }
 
     /// The `anthropic-beta` header value, if any flag goes there.

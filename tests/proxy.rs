@@ -279,7 +279,7 @@ async fn malformed_requests_are_400s_in_anthropic_shape() {
         assert_eq!(reply.error_type(), "invalid_request_error");
     }
     let req = request("POST", "/v1/messages", Some(&json!({})))
-        .header("x-padding", "p".repeat(70 * 1024))
+        .header("x-padding", "p".repeat(13 * 1024))
         .body(Body::from(message("hi", false).to_string()))
         .unwrap();
     let reply = send(&h.app, req).await;

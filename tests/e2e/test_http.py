@@ -1,5 +1,6 @@
 """Raw HTTP against the proxy, where the bytes and their timing matter."""
 
+import socket
 import time
 
 import pytest
@@ -50,8 +51,9 @@ def test_non_streaming_answer_has_no_bedrock_metrics(proxy):
         ("POST", "/v1/messages", auth(), message_body(prompt("emulator:error=ThrottlingException"), stream=True), 429, "rate_limit_error"),
         ("POST", "/v1/messages", auth(), message_body(prompt("emulator:error=InternalServerException"), stream=False), 500, "api_error"),
         ("POST", "/v1/messages", auth(), message_body(prompt("emulator:error=ServiceUnavailableException"), stream=True), 529, "overloaded_error"),
+        ("POST", "/v1/messages", {**auth(), "x-padding": "p" * 13 * 1024}, message_body(prompt(), stream=False), 431, "request_too_large"),
     ],
-    ids=["401-wrong-key", "401-no-key", "404-route", "400-bad-json", "400-bedrock-validation", "403", "429", "500", "529"],
+    ids=["401-wrong-key", "401-no-key", "404-route", "400-bad-json", "400-bedrock-validation", "403", "429", "500", "529", "431-headers"],
 )
 def test_errors_have_anthropics_exact_shape_and_a_request_id(proxy, method, path, headers, body, status, kind):
     if headers and headers.get("x-api-key") == "PLACEHOLDER":
@@ -114,3 +116,33 @@ def test_sse_arrives_in_pieces_not_at_the_end(proxy):
         assert got * 1e6 < next_sent, f"delta {i} arrived only after delta {i + 1} was sent: batched"
     lead = min(next_sent / 1e6 - got for (_, got), (next_sent, _) in zip(deltas, deltas[1:]))
     print(f"\n[e2e] local: each delta arrived at least {lead * 1000:.0f} ms before the next was sent")
+
+
+def test_sigterm_stops_accepting_and_lets_open_streams_finish(start_proxy):
+    # Its own proxy (the setting only makes it distinct): this test ends it.
+    proxy = start_proxy(RUST_LOG="info,graceful_shutdown_test=off")
+    body = message_body(prompt("emulator:chunks=8 emulator:delay_ms=150"), stream=True)
+    response = proxy.request("POST", "/v1/messages", headers=auth(), body=body)
+    stream = response.iter_frames()
+    frames = []
+    for frame in stream:
+        frames.append(frame)
+        if frame.name == "content_block_delta":
+            break
+
+    proxy.proc.terminate()
+    refused = False
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not refused:
+        try:
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+            time.sleep(0.05)
+        except ConnectionRefusedError:
+            refused = True
+    frames.extend(stream)
+    response.close()
+
+    assert refused, "the proxy still accepted connections 5 s after SIGTERM"
+    events = assert_sse_framing(b"".join(f.raw for f in frames))
+    assert events[-1][0] == "message_stop", [name for name, _ in events]
+    assert proxy.proc.wait(timeout=10) == 0
