@@ -423,21 +423,25 @@ mod tests {
         (tx, Box::pin(stream))
     }
 
+    /// The caller's body over `rest`, pinging every `ping_secs`, idle timeout 12 intervals.
+    fn body(rest: EventStream, silent: bool, ping_secs: u64) -> SseBody {
+        let log = RequestLog::new("req_test", "POST", "/v1/messages");
+        let started = StartedStream {
+            first: None,
+            silent,
+            rest,
+        };
+        let ping = Duration::from_secs(ping_secs);
+        SseBody::new(started, ping, ping * 12, None, log)
+    }
+
     async fn collect(items: Vec<StreamItem>) -> String {
         let (tx, rx) = channel();
         for item in items {
             tx.send(item).await.unwrap();
         }
         drop(tx);
-        let log = RequestLog::new("req_test", "POST", "/v1/messages");
-        let started = StartedStream {
-            first: None,
-            silent: false,
-            rest: rx,
-        };
-        let out: Vec<_> = SseBody::new(started, Duration::from_secs(5), Duration::from_secs(60), None, log)
-            .collect()
-            .await;
+        let out: Vec<_> = body(rx, false, 5).collect().await;
         out.into_iter()
             .map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap())
             .collect()
@@ -473,13 +477,7 @@ mod tests {
         ] {
             tx.send(Ok(Bytes::from_static(chunk))).await.unwrap();
         }
-        let log = RequestLog::new("req_test", "POST", "/v1/messages");
-        let started = StartedStream {
-            first: None,
-            silent: false,
-            rest: rx,
-        };
-        let mut body = SseBody::new(started, Duration::from_secs(5), Duration::from_secs(60), None, log);
+        let mut body = body(rx, false, 5);
         let together = body.next().await.unwrap().unwrap();
         let frames = parse_frames(&together).unwrap();
         let names: Vec<_> = frames.iter().map(|(name, _)| name.as_str()).collect();
@@ -500,13 +498,7 @@ mod tests {
     async fn an_empty_stream_is_one_error_event_and_stays_ended_however_often_it_is_polled() {
         let (tx, rx) = channel();
         drop(tx);
-        let log = RequestLog::new("req_test", "POST", "/v1/messages");
-        let started = StartedStream {
-            first: None,
-            silent: false,
-            rest: rx,
-        };
-        let mut body = SseBody::new(started, Duration::from_secs(5), Duration::from_secs(60), None, log);
+        let mut body = body(rx, false, 5);
         let frame = body.next().await.unwrap().unwrap();
         assert!(frame.starts_with(b"event: error\n"), "{frame:?}");
         for _ in 0..3 {
@@ -518,14 +510,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silence_becomes_pings_every_interval() {
         let (tx, rx) = channel();
-        let log = RequestLog::new("req_test", "POST", "/v1/messages");
         // Bedrock was already silent for one interval before the stream began: ping at once.
-        let started = StartedStream {
-            first: None,
-            silent: true,
-            rest: rx,
-        };
-        let mut stream = SseBody::new(started, Duration::from_secs(10), Duration::from_secs(120), None, log);
+        let mut stream = body(rx, true, 10);
         let t0 = tokio::time::Instant::now();
         assert_eq!(stream.next().await.unwrap().unwrap().as_ref(), PING_FRAME);
         assert_eq!(t0.elapsed(), Duration::ZERO);
