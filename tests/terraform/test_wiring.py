@@ -50,7 +50,12 @@ CORE_SETTINGS = {
 OPTIONAL_SETTINGS = {"USAGE_TABLE"}
 NEVER_SET_BY_TERRAFORM = {"BEARER_TOKEN", "AWS_REGION", "CORS_ALLOW_ORIGINS"}
 # Read by the binary but not Terraform's to set: local runs only, or set by Lambda.
-LOCAL_OR_SET_BY_LAMBDA = NEVER_SET_BY_TERRAFORM | {"LISTEN_ADDR", "AWS_DEFAULT_REGION", "AWS_LAMBDA_RUNTIME_API"}
+LOCAL_OR_SET_BY_LAMBDA = NEVER_SET_BY_TERRAFORM | {
+    "LISTEN_ADDR",
+    "WORKER_THREADS",
+    "AWS_DEFAULT_REGION",
+    "AWS_LAMBDA_RUNTIME_API",
+}
 # aws-config's endpoint overrides (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_BEDROCK_MANTLE, ...) point tests at emulators.
 ENDPOINT_OVERRIDE = re.compile(r"^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$")
 # A name as a key: `NAME = value` in an object, or `"NAME" => value` in a for expression.
