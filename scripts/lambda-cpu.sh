@@ -28,9 +28,12 @@ trap 'kill -- -"$WATCH_PID" 2>/dev/null || true; kill "$EMU_PID" 2>/dev/null || 
 URL="http://127.0.0.1:$PORT/lambda-url/bedrock-anthropic-proxy"
 python3 - "$URL/health" <<'PY'
 import sys, time, urllib.request
-for _ in range(900):
+# The first call waits for cargo-lambda's build. A client that gives up on it makes cargo-lambda
+# close the response channel, and the function exits on the broken pipe; so wait long.
+deadline = time.monotonic() + 900
+while time.monotonic() < deadline:
     try:
-        urllib.request.urlopen(sys.argv[1], timeout=2); sys.exit(0)
+        urllib.request.urlopen(sys.argv[1], timeout=deadline - time.monotonic()); sys.exit(0)
     except Exception:
         time.sleep(1)
 sys.exit("cargo lambda watch did not become ready")
