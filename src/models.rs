@@ -32,17 +32,17 @@ impl InferenceProfile {
     }
 
     /// The geography a region's calls stay in, which is what most users want by default.
+    /// Regions with no geographic profile of their own can still reach Claude globally.
     pub fn default_for_region(region: &str) -> Self {
-        match region {
-            "ap-northeast-1" | "ap-northeast-3" => Self::Jp,
-            "ap-southeast-2" | "ap-southeast-4" => Self::Au,
-            r if r.starts_with("us-gov-") => Self::None,
-            r if r.starts_with("us-") => Self::Us,
-            r if r.starts_with("eu-") => Self::Eu,
-            r if r.starts_with("ap-") => Self::Apac,
-            // Regions with no geographic profile of their own can still reach Claude globally.
-            _ => Self::Global,
-        }
+        let table = RegionProfiles::get();
+        let name = table.exact.get(region).or_else(|| {
+            let mut prefixes = table.prefixes.iter();
+            prefixes
+                .find(|(prefix, _)| region.starts_with(prefix.as_str()))
+                .map(|(_, name)| name)
+        });
+        // The table is checked by a test; an entry this build cannot read means global.
+        name.unwrap_or(&table.otherwise).parse().unwrap_or(Self::Global)
     }
 
     /// Profiles tried, in order, when a model is not offered in `self`. Geographic fallbacks
@@ -52,6 +52,28 @@ impl InferenceProfile {
             Self::Jp | Self::Au => &[Self::Apac],
             _ => &[],
         }
+    }
+}
+
+/// `terraform/region-profiles.json`: the one table of default profiles per region, shared with
+/// Terraform, which grants the regions the chosen profile routes to.
+#[derive(serde::Deserialize)]
+struct RegionProfiles {
+    exact: BTreeMap<String, String>,
+    prefixes: Vec<(String, String)>,
+    otherwise: String,
+}
+
+impl RegionProfiles {
+    fn get() -> &'static Self {
+        static TABLE: std::sync::OnceLock<RegionProfiles> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            serde_json::from_str(include_str!("../terraform/region-profiles.json")).unwrap_or(RegionProfiles {
+                exact: BTreeMap::new(),
+                prefixes: Vec::new(),
+                otherwise: "global".into(),
+            })
+        })
     }
 }
 
@@ -695,7 +717,23 @@ mod tests {
         assert_eq!(InferenceProfile::default_for_region("ap-southeast-2"), Au);
         assert_eq!(InferenceProfile::default_for_region("ap-south-1"), Apac);
         assert_eq!(InferenceProfile::default_for_region("sa-east-1"), Global);
+        assert_eq!(
+            InferenceProfile::default_for_region("us-gov-west-1"),
+            InferenceProfile::None
+        );
         assert!("mars".parse::<InferenceProfile>().is_err());
+    }
+
+    #[test]
+    fn the_region_table_shared_with_terraform_names_only_real_profiles() {
+        let table: RegionProfiles =
+            serde_json::from_str(include_str!("../terraform/region-profiles.json")).expect("the table is JSON");
+        assert!(!table.exact.is_empty() && !table.prefixes.is_empty());
+        let names = table.exact.values().chain(table.prefixes.iter().map(|(_, name)| name));
+        for name in names.chain([&table.otherwise]) {
+            assert!(name.parse::<InferenceProfile>().is_ok(), "{name:?} is not a profile");
+            assert_ne!(name, "", "an empty name would mean none by accident");
+        }
     }
 
     #[test]

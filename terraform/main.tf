@@ -28,13 +28,13 @@ locals {
   usage_environment = { for usage in module.usage : "USAGE_TABLE" => usage.table_name }
 
   # The profile in use: the one configured, else the one the binary derives
-  # from the region (InferenceProfile::default_for_region in src/models.rs).
-  # For ap- regions the binary may pick jp or au; all three get ap-* below.
-  region_geography = (
-    startswith(local.region, "us-gov-") ? "none" :
-    startswith(local.region, "us-") ? "us" :
-    startswith(local.region, "eu-") ? "eu" :
-    startswith(local.region, "ap-") ? "apac" : "global"
+  # from the region, by the same table (region-profiles.json, which the binary
+  # compiles in).
+  region_profiles = jsondecode(file("${path.module}/region-profiles.json"))
+  region_geography = lookup(
+    local.region_profiles.exact,
+    local.region,
+    try([for p in local.region_profiles.prefixes : p[1] if startswith(local.region, p[0])][0], local.region_profiles.otherwise),
   )
   effective_profile = var.inference_profile != "" ? var.inference_profile : local.region_geography
 

@@ -4,6 +4,7 @@ Parses the HCL with python-hcl2 (no provider, no AWS account needed) and reads
 src/config.rs for the environment variable names the proxy understands.
 """
 
+import json
 import re
 from functools import lru_cache
 from importlib import metadata
@@ -544,11 +545,14 @@ def test_bedrock_resources_are_claude_models_and_profiles_only():
 def test_every_inference_profile_has_its_bedrock_regions():
     regions = local(ROOT_MAIN, "profile_regions")
     profiles = set(validation_strings(variable(ROOT_VARIABLES, "inference_profile"))) - {""}
-    derived = set(re.findall(r'\? "([a-z]+)"', local(ROOT_MAIN, "region_geography")))
-    derived |= set(re.findall(r': "([a-z]+)"\)', local(ROOT_MAIN, "region_geography")))
+    # The defaults per region come from the table the binary compiles in (src/models.rs).
+    table = json.loads((ROOT_MAIN.parent / "region-profiles.json").read_text())
+    derived = set(table["exact"].values()) | {name for _, name in table["prefixes"]} | {table["otherwise"]}
 
+    assert "region-profiles.json" in local(ROOT_MAIN, "region_profiles")
+    assert "local.region_profiles" in local(ROOT_MAIN, "region_geography")
     assert set(regions) == profiles
-    assert len(derived) == 5 and derived <= profiles
+    assert len(derived) == 7 and derived <= profiles
     assert unquote(regions["global"]) == ["*"]
     assert regions["none"] == ["${local.region}"]
     assert all(unquote(r) != ["*"] for name, r in regions.items() if name != "global")
