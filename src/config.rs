@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::models::{InferenceProfile, ModelFallbacks, ModelMap};
-use crate::rules::Upstream;
+use crate::translate::models::{InferenceProfile, ModelFallbacks, ModelMap};
+use crate::translate::rules::Upstream;
 
 /// Why the configuration could not be read; the message says what to set.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +177,8 @@ impl Config {
             bedrock_api,
             mantle_endpoint,
             model_fallbacks,
-            metrics_namespace: get("METRICS_NAMESPACE").unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.into()),
+            metrics_namespace: get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| crate::usage::metrics::DEFAULT_NAMESPACE.into()),
             usage_table: get("USAGE_TABLE"),
             budget_read_every: Duration::from_secs(number(&get, "BUDGET_READ_SECONDS", 10)?),
         })

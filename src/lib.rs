@@ -1,205 +1,25 @@
 //! bedrock-anthropic-proxy: the Anthropic Messages API in front of Claude on Amazon Bedrock,
 //! served as a streaming AWS Lambda (Function URL, RESPONSE_STREAM) or as a local HTTP server.
 //!
-//! `main` reads the [`config::Config`], builds an [`AppState`] once, and hands
-//! [`routes::app`] to whichever transport it runs under.
+//! A request's walk, folder by folder: [`http`] (router, layers, handlers) → [`auth`] (who is
+//! calling, and their policy) → [`translate`] (the Anthropic body as Bedrock takes it) →
+//! [`upstream`] (InvokeModel or Mantle, retries, failover) → [`sse`] (the answer re-framed as
+//! Anthropic server-sent events) → [`usage`] (log line, metrics, budgets).
+//!
+//! `main` reads the [`config::Config`], builds an [`AppState`] once, and hands [`app`] to
+//! whichever transport it runs under.
 
 pub mod auth;
-pub mod bedrock;
-pub mod budgets;
 pub mod config;
-pub mod deadline;
 pub mod error;
-pub mod heal;
-pub mod mantle;
-pub mod metrics;
-pub mod models;
-pub mod policy;
-pub mod request_id;
-pub mod request_log;
-pub mod routes;
-pub mod rules;
-pub mod secret;
-pub mod serve;
+pub mod http;
 pub mod sse;
+pub mod state;
 mod sync;
 pub mod telemetry;
 pub mod translate;
+pub mod upstream;
+pub mod usage;
 
-use std::sync::Arc;
-
-use aws_config::BehaviorVersion;
-use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
-use aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig;
-
-use crate::auth::{NamedToken, RefreshPolicy, TokenSet, TokenStore};
-use crate::bedrock::{Bedrock, RetryPolicy};
-use crate::budgets::Budgets;
-use crate::config::{Config, TokenSourceConfig};
-use crate::heal::Healer;
-use crate::mantle::Mantle;
-use crate::models::ModelResolver;
-use crate::translate::BetaFilter;
-
-pub use routes::app;
-
-/// Everything a request needs, built once per process (once per Lambda instance).
-pub struct AppState {
-    /// The configuration read at start.
-    pub config: Config,
-    /// Bedrock Runtime.
-    pub bedrock: Bedrock,
-    /// Bedrock's Anthropic Messages endpoint: the upstream with `BEDROCK_API=mantle`, and where
-    /// tokens are counted for models Runtime's CountTokens refuses.
-    pub mantle: Mantle,
-    /// The accepted bearer tokens.
-    pub tokens: TokenStore,
-    /// Model-name mapping.
-    pub models: ModelResolver,
-    /// Which `anthropic-beta` flags reach Bedrock, and where.
-    pub betas: BetaFilter,
-    /// What Bedrock's refusals have taught, per model.
-    pub healer: Healer,
-    /// Token budgets, when `USAGE_TABLE` is set.
-    pub budgets: Option<Arc<Budgets>>,
-}
-
-impl AppState {
-    /// Builds the AWS clients and reads the tokens (from Secrets Manager at cold start, when
-    /// configured). Outside Lambda with no token configured, a random one is generated and
-    /// printed once.
-    pub async fn from_config(config: Config) -> Result<Arc<Self>, String> {
-        let sdk = load_sdk_config(&config.region).await;
-        if !config.in_lambda {
-            warn_without_credentials(&sdk);
-        }
-        Self::new(config, &sdk).await
-    }
-
-    /// Like [`AppState::from_config`], with the AWS configuration given (tests point it at
-    /// the Bedrock emulator and moto).
-    pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<Arc<Self>, String> {
-        let bedrock_config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
-            // Retries are ours (bedrock.rs), so that errors in a stream's first event are
-            // retried the same way as HTTP errors, and so attempts are not multiplied.
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(5))
-                    .build(),
-            )
-            // Bedrock may pause between events while the model thinks; our own ping keeps the
-            // caller's connection alive, and the stall guard only has to catch dead sockets.
-            .stalled_stream_protection(
-                StalledStreamProtectionConfig::enabled()
-                    .grace_period(config.upstream_timeout)
-                    .build(),
-            )
-            .build();
-        let policy = RetryPolicy {
-            max_attempts: config.upstream_max_attempts,
-            base_delay: config.upstream_retry_base,
-            timeout: config.upstream_timeout,
-            // Set per request, from the Lambda invocation (`Bedrock::for_request`).
-            deadline: None,
-            log: None,
-        };
-        let bedrock = Bedrock::new(aws_sdk_bedrockruntime::Client::from_conf(bedrock_config), policy);
-        // aws-config has no Mantle client, so its endpoint variable is read by us; a global
-        // endpoint override (tests, emulators) applies to Mantle too.
-        let mantle_endpoint = config.mantle_endpoint.as_deref().or(sdk.endpoint_url());
-        let mantle = Mantle::new(sdk, mantle_endpoint, &config.region)?;
-
-        let tokens = match &config.tokens {
-            TokenSourceConfig::SecretsManager(secret_id) => {
-                // No SDK retries: the store's own rate-limited re-reads are the retries, and an
-                // outage then costs one call per read instead of three.
-                let secrets_config = aws_sdk_secretsmanager::config::Builder::from(sdk)
-                    .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
-                    .build();
-                let store = TokenStore::secrets_manager(
-                    aws_sdk_secretsmanager::Client::from_conf(secrets_config),
-                    secret_id.clone(),
-                    RefreshPolicy {
-                        every: config.token_refresh,
-                        on_miss_at_most_every: config.token_miss_refresh,
-                        read_timeout: config.token_read_timeout,
-                    },
-                );
-                store.load().await;
-                store
-            }
-            // The same format as the secret, so named callers and their policies work locally.
-            TokenSourceConfig::Static(token) => TokenStore::fixed(TokenSet::new(
-                auth::parse_secret(token.as_str()).map_err(|e| format!("BEARER_TOKEN: {e}"))?,
-            )),
-            TokenSourceConfig::Generated => {
-                let token = auth::generate_token().map_err(|e| format!("generating a token: {e}"))?;
-                // Printed once, on purpose, to the terminal only (not through the logger), so
-                // that a local user can copy it.
-                eprintln!(
-                    "No BEARER_TOKEN or BEARER_TOKEN_SECRET_ID set; generated a token for this run:\n\n    {token}\n\n\
-                     Use it as ANTHROPIC_AUTH_TOKEN (Authorization: Bearer) or ANTHROPIC_API_KEY (x-api-key)."
-                );
-                TokenStore::fixed(TokenSet::new(vec![NamedToken::new("default", token)]))
-            }
-        };
-
-        Ok(Arc::new(Self {
-            models: ModelResolver::new(config.inference_profile, config.model_map.clone()),
-            betas: BetaFilter::new(config.extra_beta_flags.clone()),
-            healer: Healer::default(),
-            budgets: config.usage_table.clone().map(|table| {
-                Arc::new(Budgets::new(
-                    aws_sdk_dynamodb::Client::new(sdk),
-                    table,
-                    config.budget_read_every,
-                ))
-            }),
-            bedrock,
-            mantle,
-            tokens,
-            config,
-        }))
-    }
-}
-
-/// How long the start-up check waits for AWS credentials. The default chain can spend seconds
-/// on an unreachable instance metadata service; that must not look like missing credentials.
-const CREDENTIALS_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Locally, missing AWS credentials are the usual first-run mistake, and every Bedrock call
-/// would fail on them: say so once, at start. Checked in the background, so that start-up
-/// never waits on a slow credentials provider. (Inside Lambda the role always provides them.)
-fn warn_without_credentials(sdk: &aws_config::SdkConfig) {
-    use aws_credential_types::provider::ProvideCredentials;
-    let Some(provider) = sdk.credentials_provider() else {
-        tracing::warn!("no AWS credentials provider is configured; requests to Bedrock will fail");
-        return;
-    };
-    tokio::spawn(async move {
-        match tokio::time::timeout(CREDENTIALS_CHECK, provider.provide_credentials()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(
-                detail = %aws_sdk_bedrockruntime::error::DisplayErrorContext(&e),
-                "{}; requests to Bedrock will fail until that is fixed",
-                bedrock::credentials_advice(&e)
-            ),
-            Err(_) => tracing::warn!(
-                "no AWS credentials within {} s (the credentials provider chain is still trying, \
-                 e.g. an unreachable instance metadata service); requests to Bedrock may fail",
-                CREDENTIALS_CHECK.as_secs()
-            ),
-        }
-    });
-}
-
-/// The AWS configuration from the usual sources (environment, profile, IMDS/Lambda role),
-/// including the `AWS_ENDPOINT_URL_*` overrides.
-pub async fn load_sdk_config(region: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()))
-        .load()
-        .await
-}
+pub use http::app;
+pub use state::{load_sdk_config, AppState};

@@ -32,12 +32,12 @@ async fn run(in_lambda: bool) -> Result<(), BoxError> {
 
     if state.config.in_lambda {
         // Each request line becomes a CloudWatch metrics record (EMF); locally they stay text.
-        bedrock_anthropic_proxy::request_log::emit_metrics(&state.config.metrics_namespace);
+        bedrock_anthropic_proxy::usage::request_log::emit_metrics(&state.config.metrics_namespace);
         return lambda_http::run_with_streaming_response(router).await;
     }
     let listener = tokio::net::TcpListener::bind(state.config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    bedrock_anthropic_proxy::serve::serve(listener, router, shutdown_signal()).await?;
+    bedrock_anthropic_proxy::http::serve::serve(listener, router, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -667,7 +667,7 @@ async fn a_panicking_handler_gets_a_500_and_the_process_keeps_serving() {
     let routes = axum::Router::new()
         .route("/boom", get(boom))
         .route("/fine", get(|| async { "fine" }));
-    let app = bedrock_anthropic_proxy::routes::with_layers(routes, h.state.clone());
+    let app = bedrock_anthropic_proxy::http::with_layers(routes, h.state.clone());
     let reply = send(&app, request("GET", "/boom", None).body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, 500);
     assert_eq!(reply.error_type(), "api_error");

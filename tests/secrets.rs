@@ -59,7 +59,7 @@ fn unique(prefix: &str) -> String {
 
 /// A fresh token as the proxy would generate it.
 fn token() -> String {
-    bedrock_anthropic_proxy::auth::generate_token().expect("OS random source")
+    bedrock_anthropic_proxy::auth::tokens::generate_token().expect("OS random source")
 }
 
 /// A ClientRequestToken shaped like the UUIDs Secrets Manager sends.

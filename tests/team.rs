@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType};
 use axum::body::Body;
-use bedrock_anthropic_proxy::budgets::Budgets;
-use bedrock_anthropic_proxy::policy::CallerPolicy;
+use bedrock_anthropic_proxy::auth::policy::CallerPolicy;
+use bedrock_anthropic_proxy::usage::budgets::Budgets;
 use common::{harness, message, send};
 use serde_json::{json, Value};
 

@@ -4,8 +4,8 @@
 #![no_main]
 
 use bedrock_anthropic_proxy::error::ProxyError;
-use bedrock_anthropic_proxy::rules::{self, BetaPlace, Level, Upstream};
-use bedrock_anthropic_proxy::translate::{parse_request, to_upstream, BetaFilter, Endpoint, BEDROCK_ANTHROPIC_VERSION};
+use bedrock_anthropic_proxy::translate::rules::{self, BetaPlace, Level, Upstream};
+use bedrock_anthropic_proxy::translate::request::{parse_request, to_upstream, BetaFilter, Endpoint, BEDROCK_ANTHROPIC_VERSION};
 use libfuzzer_sys::fuzz_target;
 
 const MODEL_ID: &str = "us.anthropic.claude-opus-5-5";

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
 
-use bedrock_anthropic_proxy::auth::generate_token;
-use bedrock_anthropic_proxy::secret::{self, FreshTokensError};
+use bedrock_anthropic_proxy::auth::secret::{self, FreshTokensError};
+use bedrock_anthropic_proxy::auth::tokens::generate_token;
 
 /// The staging label of the version callers use now.
 pub const AWSCURRENT: &str = "AWSCURRENT";

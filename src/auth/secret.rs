@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::policy::CallerPolicy;
+use crate::auth::policy::CallerPolicy;
 
 /// One caller as the secret defines it. The token never appears in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]

@@ -67,7 +67,7 @@ struct RegionProfiles {
 impl RegionProfiles {
     /// Read once, when the configuration is (the only caller).
     fn get() -> Self {
-        let table = include_str!("../terraform/region-profiles.json");
+        let table = include_str!("../../terraform/region-profiles.json");
         // A test reads the same table; should a build still hold one it cannot read, every
         // region defaults to global.
         serde_json::from_str(table).unwrap_or_else(|_| RegionProfiles {
@@ -727,7 +727,7 @@ mod tests {
 
     #[test]
     fn the_region_table_shared_with_terraform_names_only_real_profiles() {
-        let table: RegionProfiles = serde_json::from_str(include_str!("../terraform/region-profiles.json"))
+        let table: RegionProfiles = serde_json::from_str(include_str!("../../terraform/region-profiles.json"))
             .expect("the table is JSON of this shape");
         assert!(!table.exact.is_empty() && !table.prefixes.is_empty());
         let names = table.exact.values().chain(table.prefixes.iter().map(|(_, name)| name));

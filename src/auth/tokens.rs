@@ -13,8 +13,8 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
+use crate::auth::policy::CallerPolicy;
 use crate::error::ProxyError;
-use crate::policy::CallerPolicy;
 use crate::sync::IgnorePoison;
 
 /// One caller's token. The value never appears in `Debug` output or logs.
@@ -47,8 +47,8 @@ impl NamedToken {
     }
 }
 
-impl From<crate::secret::Caller> for NamedToken {
-    fn from(c: crate::secret::Caller) -> Self {
+impl From<crate::auth::secret::Caller> for NamedToken {
+    fn from(c: crate::auth::secret::Caller) -> Self {
         Self {
             caller: Caller {
                 name: c.name,
@@ -103,9 +103,12 @@ impl TokenSet {
     }
 }
 
-/// The tokens a secret's value holds (its format: `crate::secret`).
+/// The tokens a secret's value holds (its format: `crate::auth::secret`).
 pub fn parse_secret(value: &str) -> Result<Vec<NamedToken>, String> {
-    Ok(crate::secret::parse(value)?.into_iter().map(NamedToken::from).collect())
+    Ok(crate::auth::secret::parse(value)?
+        .into_iter()
+        .map(NamedToken::from)
+        .collect())
 }
 
 /// Generates a fresh URL-safe token with 256 bits from the OS CSPRNG.

@@ -20,10 +20,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
-use crate::request_log::RequestLog;
-use crate::rules;
 use crate::sync::IgnorePoison;
-use crate::translate::UpstreamRequest;
+use crate::translate::request::UpstreamRequest;
+use crate::translate::rules;
+use crate::usage::request_log::RequestLog;
 
 /// One step of a learned field path: a key, or any element of an array.
 #[derive(Debug, Clone, PartialEq, Eq)]

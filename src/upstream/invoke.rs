@@ -17,8 +17,8 @@ use aws_smithy_types::retry::ErrorKind;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::deadline::Deadline;
 use crate::error::ProxyError;
+use crate::upstream::deadline::Deadline;
 
 /// One item of a Bedrock stream as the SSE writer sees it: the payload of a chunk (one
 /// Anthropic event as JSON), or the error that ended the stream.
@@ -40,7 +40,7 @@ pub struct RetryPolicy {
     /// replaces `timeout` for whole answers and caps every wait and retry.
     pub deadline: Option<Deadline>,
     /// The request whose log line counts the throttled attempts (set per request).
-    pub log: Option<crate::request_log::RequestLog>,
+    pub log: Option<crate::usage::request_log::RequestLog>,
 }
 
 /// The input of InvokeModel and InvokeModelWithResponseStream, which is the same on both: two
@@ -110,7 +110,7 @@ impl Bedrock {
     /// The same client for one request that must be answered by `deadline` (the Lambda
     /// invocation's, less a margin), counting its throttled attempts on `log`. Cheap: the SDK
     /// client is shared.
-    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::request_log::RequestLog) -> Self {
+    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::usage::request_log::RequestLog) -> Self {
         Self {
             client: self.client.clone(),
             policy: self.policy.for_request(deadline, log),
@@ -157,7 +157,7 @@ impl Bedrock {
     /// Runtime: [`ProxyError::CountTokensUnsupported`], so that the caller can count elsewhere.
     pub async fn count_tokens(&self, model_id: &str, body: &Bytes) -> Result<u64, ProxyError> {
         let first = self.count_tokens_once(model_id, body).await;
-        let base = crate::models::base_model_id(model_id);
+        let base = crate::translate::models::base_model_id(model_id);
         let answer = match first {
             Err(e) if refuses_counting(&e) && base != model_id => {
                 tracing::debug!(error = %e, model_id, base, "count_tokens refused the profile id; retrying with the base model id");
@@ -206,7 +206,7 @@ impl Bedrock {
 
 impl RetryPolicy {
     /// This policy for one request: its deadline, and its log line for throttle counts.
-    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::request_log::RequestLog) -> Self {
+    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::usage::request_log::RequestLog) -> Self {
         Self {
             deadline,
             log: Some(log.clone()),

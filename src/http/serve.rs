@@ -63,4 +63,4 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
 }
 
 // The router's 431 must come before hyper's: headers at its limit, plus a long request line.
-const _: () = assert!(crate::routes::MAX_HEADER_BYTES + 2048 <= MAX_BUF_BYTES);
+const _: () = assert!(crate::http::MAX_HEADER_BYTES + 2048 <= MAX_BUF_BYTES);

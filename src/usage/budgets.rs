@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::auth::policy::CallerPolicy;
 use crate::error::ProxyError;
-use crate::policy::CallerPolicy;
 use crate::sync::IgnorePoison;
 
 /// How long a read of a caller's usage is trusted.

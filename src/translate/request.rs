@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
-use crate::rules::{self, BetaPlace, Level, Upstream};
+use crate::translate::rules::{self, BetaPlace, Level, Upstream};
 
 /// A validated `/v1/messages` (or `count_tokens`) request.
 #[derive(Debug, Clone, Default)]
@@ -313,11 +313,13 @@ pub const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
 /// The bytes pass through untouched unless Bedrock added its invocation metrics object.
 pub fn from_bedrock_response(
     answer: bytes::Bytes,
-) -> Result<(bytes::Bytes, Option<crate::request_log::Usage>), ProxyError> {
+) -> Result<(bytes::Bytes, Option<crate::usage::request_log::Usage>), ProxyError> {
     let unreadable = || ProxyError::Upstream("bedrock's answer is not a JSON object".into());
     let mut value: Value = serde_json::from_slice(&answer).map_err(|_| unreadable())?;
     let object = value.as_object_mut().ok_or_else(unreadable)?;
-    let usage = object.get("usage").map(crate::request_log::Usage::from_anthropic);
+    let usage = object
+        .get("usage")
+        .map(crate::usage::request_log::Usage::from_anthropic);
     if object.remove(BEDROCK_METRICS_KEY).is_none() {
         return Ok((answer, usage));
     }

@@ -14,11 +14,11 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
-use crate::bedrock::{EventStream, StartedStream, StreamItem};
-use crate::deadline::Deadline;
 use crate::error::ProxyError;
-use crate::request_log::{RequestLog, Usage};
-use crate::translate::BEDROCK_METRICS_KEY;
+use crate::translate::request::BEDROCK_METRICS_KEY;
+use crate::upstream::deadline::Deadline;
+use crate::upstream::invoke::{EventStream, StartedStream, StreamItem};
+use crate::usage::request_log::{RequestLog, Usage};
 
 /// The keep-alive frame, byte for byte what Anthropic sends.
 pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";

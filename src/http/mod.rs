@@ -17,16 +17,19 @@ use serde_json::{json, Value};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::Caller;
-use crate::bedrock::{Bedrock, StartedStream};
-use crate::deadline::Deadline;
+use crate::auth::tokens::Caller;
 use crate::error::{ErrorReport, ProxyError};
-use crate::heal::send_healing;
-use crate::request_log::{RequestLog, Usage};
-use crate::rules::Upstream;
 use crate::sse::SseBody;
-use crate::translate::{parse_request, to_upstream, Endpoint, MessagesRequest, UpstreamRequest};
+use crate::translate::heal::send_healing;
+use crate::translate::request::{parse_request, to_upstream, Endpoint, MessagesRequest, UpstreamRequest};
+use crate::translate::rules::Upstream;
+use crate::upstream::deadline::Deadline;
+use crate::upstream::invoke::{Bedrock, StartedStream};
+use crate::usage::request_log::{RequestLog, Usage};
 use crate::AppState;
+
+pub mod request_id;
+pub mod serve;
 
 /// The response header carrying our request id, as Anthropic's API does.
 pub const REQUEST_ID_HEADER: &str = "request-id";
@@ -85,7 +88,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 
 /// Gives every request an id and a log record, and every response the `request-id` header.
 async fn request_context(mut req: Request, next: Next) -> Response {
-    let request_id = crate::request_id::new();
+    let request_id = crate::http::request_id::new();
     let log = RequestLog::new(&request_id, req.method().as_str(), req.uri().path());
     req.extensions_mut().insert(log.clone());
     let mut response = match header_bytes(req.headers()) {
@@ -216,15 +219,15 @@ fn upstream_request(
 ) -> Result<UpstreamRequest, ProxyError> {
     // Claude Code's `[1m]` names ask for the 1M-token context window, which Bedrock takes as
     // a beta flag on the plain model.
-    let (name, context_1m) = crate::models::split_context_suffix(name);
+    let (name, context_1m) = crate::translate::models::split_context_suffix(name);
     let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
     let model_id = match upstream {
         Upstream::Invoke => resolved,
         // Mantle names models without a region prefix (`anthropic.claude-opus-5-5`).
-        Upstream::Mantle => crate::models::base_model_id(&resolved).to_string(),
+        Upstream::Mantle => crate::translate::models::base_model_id(&resolved).to_string(),
     };
     log.model(&request.model, &model_id, request.stream);
-    let extra = context_1m.then_some(crate::models::CONTEXT_1M_BETA);
+    let extra = context_1m.then_some(crate::translate::models::CONTEXT_1M_BETA);
     let headers = beta_headers(headers).chain(extra);
     Ok(to_upstream(request, upstream, &model_id, headers, &state.betas))
 }
@@ -232,7 +235,7 @@ fn upstream_request(
 /// The model is one this proxy knows and the caller's policy allows (by the name asked and the
 /// ID it resolves to).
 fn check_model(state: &AppState, caller: &Caller, request: &MessagesRequest) -> Result<(), ProxyError> {
-    let (name, _) = crate::models::split_context_suffix(&request.model);
+    let (name, _) = crate::translate::models::split_context_suffix(&request.model);
     let resolved = state.models.resolve(name).map_err(|e| unknown_model(&e.0))?;
     caller.policy.check_model(name, &resolved)
 }
@@ -326,7 +329,7 @@ async fn messages(
     // The caller's model, then its MODEL_FALLBACKS targets while Bedrock throttles or is
     // unavailable (after each target's own retries). Nothing has reached the caller yet.
     let model = request.model.clone();
-    let (name, _) = crate::models::split_context_suffix(&model);
+    let (name, _) = crate::translate::models::split_context_suffix(&model);
     let fallbacks = state.config.model_fallbacks.targets(name);
     let targets = std::iter::once(model.as_str()).chain(fallbacks.iter().map(String::as_str));
     let mut request = request;
@@ -361,7 +364,7 @@ async fn messages(
                 .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))
         }
         Answer::Whole(answer) => {
-            let (answer, usage) = crate::translate::from_bedrock_response(answer)?;
+            let (answer, usage) = crate::translate::request::from_bedrock_response(answer)?;
             if let Some(usage) = usage {
                 log.usage(usage);
             }
@@ -486,7 +489,7 @@ async fn list_models(
     Query(params): Query<ListParams>,
 ) -> Result<Response, ProxyError> {
     // Only what this caller may use.
-    let mut all = crate::models::catalog(state.models.map());
+    let mut all = crate::translate::models::catalog(state.models.map());
     all.retain(|m| {
         let resolved = state.models.resolve(&m.id).unwrap_or_default();
         caller.policy.allows_model(&m.id, &resolved)
@@ -532,7 +535,7 @@ async fn list_models(
 
 /// `GET /v1/models/{id}`.
 async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ProxyError> {
-    crate::models::catalog_entry(&id, &state.models)
+    crate::translate::models::catalog_entry(&id, &state.models)
         .map(|m| Json(m).into_response())
         .ok_or_else(|| ProxyError::NotFound(format!("model {id:?} not found")))
 }

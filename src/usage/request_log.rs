@@ -6,9 +6,9 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::budgets::Budgets;
-use crate::metrics::{add_emf, RequestMetrics};
 use crate::sync::IgnorePoison;
+use crate::usage::budgets::Budgets;
+use crate::usage::metrics::{add_emf, RequestMetrics};
 use std::time::Instant;
 
 /// Token counts reported by Bedrock.

@@ -26,10 +26,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::bedrock::{EventStream, RetryPolicy, StartedStream};
 use crate::error::ProxyError;
-use crate::request_log::{RequestLog, Usage};
 use crate::sync::IgnorePoison;
+use crate::upstream::invoke::{EventStream, RetryPolicy, StartedStream};
+use crate::usage::request_log::{RequestLog, Usage};
 
 /// The SigV4 service name Mantle checks (signing as `bedrock` is refused with a permission error).
 pub const SIGNING_NAME: &str = "bedrock-mantle";

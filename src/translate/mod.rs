@@ -1,0 +1,8 @@
+//! The Anthropic request as Bedrock takes it, and Bedrock's answer as Anthropic's: the
+//! request rewrite, the rules table it follows, healing from Bedrock's refusals, and model
+//! names.
+
+pub mod heal;
+pub mod models;
+pub mod request;
+pub mod rules;
