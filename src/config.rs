@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::translate::models::{InferenceProfile, ModelFallbacks, ModelMap};
-use crate::translate::rules::Upstream;
+use crate::upstream::Api;
 
 /// Why the configuration could not be read; the message says what to set.
 #[derive(Debug, thiserror::Error)]
@@ -16,25 +18,14 @@ use crate::translate::rules::Upstream;
 pub struct ConfigError(pub String);
 
 /// Where the bearer tokens come from.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum TokenSourceConfig {
     /// `BEARER_TOKEN_SECRET_ID`: a Secrets Manager secret name or ARN.
     SecretsManager(String),
-    /// `BEARER_TOKEN`: one static token, for local use.
-    Static(String),
+    /// `BEARER_TOKEN`: static tokens in the secret's format, for local use (never printed).
+    Static(SecretString),
     /// Neither is set: allowed only outside Lambda, where a random token is generated and printed.
     Generated,
-}
-
-impl std::fmt::Debug for TokenSourceConfig {
-    // Never print a static token.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::SecretsManager(id) => f.debug_tuple("SecretsManager").field(id).finish(),
-            Self::Static(_) => f.write_str("Static(<redacted>)"),
-            Self::Generated => f.write_str("Generated"),
-        }
-    }
 }
 
 /// Everything the proxy needs to know before it serves a request.
@@ -85,7 +76,7 @@ pub struct Config {
     /// How long a read of a caller's usage is trusted (`BUDGET_READ_SECONDS`).
     pub budget_read_every: Duration,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
-    pub bedrock_api: Upstream,
+    pub bedrock_api: Api,
     /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
     /// region's public one.
     pub mantle_endpoint: Option<String>,
@@ -108,7 +99,7 @@ impl Config {
 
         let tokens = match (get("BEARER_TOKEN_SECRET_ID"), get("BEARER_TOKEN")) {
             (Some(id), _) => TokenSourceConfig::SecretsManager(id),
-            (None, Some(token)) => TokenSourceConfig::Static(token),
+            (None, Some(token)) => TokenSourceConfig::Static(token.into()),
             (None, None) if in_lambda => {
                 return Err(ConfigError(
                     "no token configured: set BEARER_TOKEN_SECRET_ID to the name or ARN of the \
@@ -135,8 +126,8 @@ impl Config {
             None => ModelFallbacks::default(),
         };
         let bedrock_api = match get("BEDROCK_API").as_deref() {
-            None | Some("invoke") => Upstream::Invoke,
-            Some("mantle") => Upstream::Mantle,
+            None | Some("invoke") => Api::Invoke,
+            Some("mantle") => Api::Mantle,
             Some(other) => {
                 return Err(ConfigError(format!(
                     "BEDROCK_API must be invoke (Bedrock Runtime's InvokeModel) or mantle (Bedrock's Anthropic \

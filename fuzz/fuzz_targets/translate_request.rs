@@ -4,7 +4,8 @@
 #![no_main]
 
 use bedrock_anthropic_proxy::error::ProxyError;
-use bedrock_anthropic_proxy::translate::rules::{self, BetaPlace, Level, Upstream};
+use bedrock_anthropic_proxy::translate::rules::{self, BetaPlace, Level};
+use bedrock_anthropic_proxy::upstream::Api;
 use bedrock_anthropic_proxy::translate::request::{parse_request, to_upstream, BetaFilter, Endpoint, BEDROCK_ANTHROPIC_VERSION};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,13 +21,13 @@ fuzz_target!(|data: &[u8]| {
     for endpoint in [Endpoint::Messages, Endpoint::CountTokens] {
         match parse_request(body, endpoint) {
             Ok(request) => {
-                let out = to_upstream(request, Upstream::Invoke, MODEL_ID, std::str::from_utf8(header).ok(), &filter);
+                let out = to_upstream(request, Api::Invoke, MODEL_ID, std::str::from_utf8(header).ok(), &filter);
                 let bytes: serde_json::Value = serde_json::from_slice(&out.body_bytes()).expect("valid JSON");
                 assert!(bytes.is_object());
                 assert_eq!(out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
                 assert!(out.body.keys().all(|k| k == "anthropic_version"
                     || k == "anthropic_beta"
-                    || rules::keeps(Level::Top, k, Upstream::Invoke, MODEL_ID)));
+                    || rules::keeps(Level::Top, k, Api::Invoke, MODEL_ID)));
                 for flag in out
                     .body_betas()
                     .into_iter()

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use bedrock_anthropic_proxy::auth::secret::{self, FreshTokensError};
@@ -399,7 +400,7 @@ fn rotated_value(current: &str) -> Result<(String, usize), FreshTokensError> {
 fn token_lengths(value: &str) -> Result<Vec<(String, usize)>, String> {
     Ok(secret::parse(value)?
         .into_iter()
-        .map(|c| (c.name, c.token.len()))
+        .map(|c| (c.name, c.token.expose_secret().len()))
         .collect())
 }
 

@@ -6,45 +6,57 @@
 //! object entry carries the caller's policy (`policy`) beside its token. Other top-level keys
 //! are the owner's and are kept by rotation.
 
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::auth::policy::CallerPolicy;
 
-/// One caller as the secret defines it. The token never appears in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Caller {
+/// One token entry of the secret: a caller's name, token and policy. The token is a
+/// [`SecretString`], so it never appears in `Debug` output.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
     /// The caller's name, logged with each request (`default` for a plain secret).
     pub name: String,
     /// The bearer token.
-    pub token: String,
+    pub token: SecretString,
     /// What the caller may do (everything, for a string entry).
     pub policy: CallerPolicy,
 }
 
-impl std::fmt::Debug for Caller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller")
-            .field("name", &self.name)
-            .field("token", &"<redacted>")
-            .field("policy", &self.policy)
-            .finish()
-    }
+/// What a secret value holds: its token entries, and the policies of named groups (which JWT
+/// callers get by their `groups` claim).
+#[derive(Debug, Clone, Default)]
+pub struct Secret {
+    /// The static tokens.
+    pub tokens: Vec<TokenEntry>,
+    /// `"groups": {"<name>": {<policy>}}`.
+    pub groups: BTreeMap<String, CallerPolicy>,
 }
 
 const SHAPE: &str = "use a plain token, or {\"tokens\": {\"name\": \"token\" or {\"token\": \"…\", \"models\": […]}}}";
 
-/// The callers a secret value defines. Errors say what is wrong, never what a token is.
-pub fn parse(value: &str) -> Result<Vec<Caller>, String> {
+/// The token entries a secret value defines. Errors say what is wrong, never what a token is.
+pub fn parse(value: &str) -> Result<Vec<TokenEntry>, String> {
+    Ok(parse_secret(value)?.tokens)
+}
+
+/// Everything a secret value defines: token entries and group policies.
+pub fn parse_secret(value: &str) -> Result<Secret, String> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err("the secret is empty".into());
     }
     if !trimmed.starts_with('{') {
-        return Ok(vec![Caller {
-            name: "default".into(),
-            token: trimmed.to_string(),
-            policy: CallerPolicy::default(),
-        }]);
+        return Ok(Secret {
+            tokens: vec![TokenEntry {
+                name: "default".into(),
+                token: trimmed.into(),
+                policy: CallerPolicy::default(),
+            }],
+            groups: BTreeMap::new(),
+        });
     }
     let doc: Value =
         serde_json::from_str(trimmed).map_err(|_| format!("the secret looks like JSON but does not parse; {SHAPE}"))?;
@@ -52,7 +64,32 @@ pub fn parse(value: &str) -> Result<Vec<Caller>, String> {
     if entries.is_empty() {
         return Err("the secret's \"tokens\" object is empty".into());
     }
-    entries.iter().map(|(name, entry)| caller(name, entry)).collect()
+    let tokens = entries
+        .iter()
+        .map(|(name, entry)| caller(name, entry))
+        .collect::<Result<_, _>>()?;
+    Ok(Secret {
+        tokens,
+        groups: groups(&doc)?,
+    })
+}
+
+/// The optional `"groups"` object: a policy per group name.
+fn groups(doc: &Value) -> Result<BTreeMap<String, CallerPolicy>, String> {
+    let Some(groups) = doc.get("groups") else {
+        return Ok(BTreeMap::new());
+    };
+    let groups = groups
+        .as_object()
+        .ok_or("the secret's \"groups\" must be an object: {\"<group>\": {<policy>}}")?;
+    groups
+        .iter()
+        .map(|(name, policy)| {
+            serde_json::from_value(policy.clone())
+                .map(|p| (name.clone(), p))
+                .map_err(|e| format!("the policy of group {name:?} is not valid: {e}"))
+        })
+        .collect()
 }
 
 fn tokens_object(doc: &Value) -> Result<&Map<String, Value>, String> {
@@ -61,7 +98,7 @@ fn tokens_object(doc: &Value) -> Result<&Map<String, Value>, String> {
         .ok_or_else(|| format!("a JSON secret needs a \"tokens\" object; {SHAPE}"))
 }
 
-fn caller(name: &str, entry: &Value) -> Result<Caller, String> {
+fn caller(name: &str, entry: &Value) -> Result<TokenEntry, String> {
     let (token, policy) = match entry {
         Value::String(token) => (token.as_str(), CallerPolicy::default()),
         Value::Object(fields) => {
@@ -82,9 +119,9 @@ fn caller(name: &str, entry: &Value) -> Result<Caller, String> {
     if token.is_empty() {
         return Err(format!("token for caller {name:?} must be a non-empty string"));
     }
-    Ok(Caller {
+    Ok(TokenEntry {
         name: name.to_string(),
-        token: token.to_string(),
+        token: token.into(),
         policy,
     })
 }
@@ -131,13 +168,14 @@ pub fn with_fresh_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn a_plain_secret_is_one_default_caller_without_limits() {
         let callers = parse("  tok-1  ").unwrap();
         assert_eq!(callers.len(), 1);
         assert_eq!(
-            (callers[0].name.as_str(), callers[0].token.as_str()),
+            (callers[0].name.as_str(), callers[0].token.expose_secret()),
             ("default", "tok-1")
         );
         assert_eq!(callers[0].policy, CallerPolicy::default());
@@ -151,7 +189,7 @@ mod tests {
         )
         .unwrap();
         let alice = callers.iter().find(|c| c.name == "alice").unwrap();
-        assert_eq!(alice.token, "a-tok");
+        assert_eq!(alice.token.expose_secret(), "a-tok");
         assert_eq!(alice.policy.models, ["claude-sonnet-*"]);
         assert_eq!(alice.policy.daily_tokens, Some(5_000_000));
         let ci = callers.iter().find(|c| c.name == "ci").unwrap();

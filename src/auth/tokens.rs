@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use secrecy::{ExposeSecret, SecretSlice};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::auth::policy::CallerPolicy;
+use crate::auth::secret::TokenEntry;
+use crate::auth::Caller;
 use crate::error::ProxyError;
 use crate::sync::IgnorePoison;
 
@@ -22,46 +25,33 @@ use crate::sync::IgnorePoison;
 pub struct NamedToken {
     /// Who presents it: the name logged with each request, and the caller's policy.
     pub caller: Caller,
-    value: Vec<u8>,
-}
-
-/// An authenticated caller, as the handlers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The caller's name (`default` for a single-token secret).
-    pub name: String,
-    /// What the caller may do (shared: every request of the caller reads the same policy).
-    pub policy: Arc<CallerPolicy>,
+    value: SecretSlice<u8>,
 }
 
 impl NamedToken {
     /// A token for the caller `name`, with no limits.
     pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         Self {
-            caller: Caller {
-                name: name.into(),
-                policy: Arc::new(CallerPolicy::default()),
-            },
-            value: value.into(),
+            caller: Caller::new(name, CallerPolicy::default()),
+            value: value.into().into(),
         }
     }
 }
 
-impl From<crate::auth::secret::Caller> for NamedToken {
-    fn from(c: crate::auth::secret::Caller) -> Self {
+impl From<TokenEntry> for NamedToken {
+    fn from(entry: TokenEntry) -> Self {
         Self {
-            caller: Caller {
-                name: c.name,
-                policy: Arc::new(c.policy),
-            },
-            value: c.token.into_bytes(),
+            caller: Caller::new(entry.name, entry.policy),
+            value: entry.token.expose_secret().as_bytes().to_vec().into(),
         }
     }
 }
 
 impl std::fmt::Debug for NamedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NamedToken({}, <redacted>)", self.caller.name)
+        f.debug_struct("NamedToken")
+            .field("caller", &self.caller.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +74,7 @@ impl TokenSet {
     pub fn find(&self, presented: &[u8]) -> Option<&Caller> {
         let mut found = None;
         for token in &self.tokens {
-            let equal: bool = token.value.as_slice().ct_eq(presented).into();
+            let equal: bool = token.value.expose_secret().ct_eq(presented).into();
             if equal && found.is_none() {
                 found = Some(&token.caller);
             }

@@ -17,7 +17,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::ProxyError;
 use crate::translate::request::BEDROCK_METRICS_KEY;
 use crate::upstream::deadline::Deadline;
-use crate::upstream::invoke::{EventStream, StartedStream, StreamItem};
+use crate::upstream::{EventStream, StartedStream, StreamItem};
 use crate::usage::request_log::{RequestLog, Usage};
 
 /// The keep-alive frame, byte for byte what Anthropic sends.

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
-use crate::translate::rules::{self, BetaPlace, Level, Upstream};
+use crate::translate::rules::{self, BetaPlace, Level};
+use crate::upstream::Api;
 
 /// A validated `/v1/messages` (or `count_tokens`) request.
 #[derive(Debug, Clone, Default)]
@@ -131,18 +132,18 @@ impl BetaFilter {
     }
 
     /// Where each flag goes, after renames; unknown flags are dropped.
-    fn place(&self, flag: &str, upstream: Upstream) -> Option<(String, BetaPlace)> {
+    fn place(&self, flag: &str, upstream: Api) -> Option<(String, BetaPlace)> {
         let mut flag = flag;
         // A rename lands on a flag the table places; two steps bound a bad table.
         for _ in 0..2 {
             let place = match rules::beta_rule(flag) {
                 Some(rule) => match upstream {
-                    Upstream::Invoke => rule.invoke,
-                    Upstream::Mantle => rule.mantle,
+                    Api::Invoke => rule.invoke,
+                    Api::Mantle => rule.mantle,
                 },
                 None if self.extra.iter().any(|f| f == flag) => match upstream {
-                    Upstream::Invoke => BetaPlace::Body,
-                    Upstream::Mantle => BetaPlace::Header,
+                    Api::Invoke => BetaPlace::Body,
+                    Api::Mantle => BetaPlace::Header,
                 },
                 None => BetaPlace::Drop,
             };
@@ -160,7 +161,7 @@ impl BetaFilter {
 
     /// Places flags from `anthropic-beta` header values (comma separated, possibly repeated)
     /// and any given in the body, without duplicates.
-    pub fn place_all<'a>(&self, values: impl IntoIterator<Item = &'a str>, upstream: Upstream) -> PlacedBetas {
+    pub fn place_all<'a>(&self, values: impl IntoIterator<Item = &'a str>, upstream: Api) -> PlacedBetas {
         let mut moved = Vec::new();
         let mut copied = Vec::new();
         let mut header = Vec::new();
@@ -198,7 +199,7 @@ impl BetaFilter {
 /// The request is consumed: its JSON tree becomes the upstream body without a copy.
 pub fn to_upstream<'a>(
     request: MessagesRequest,
-    upstream: Upstream,
+    upstream: Api,
     model_id: &str,
     header_betas: impl IntoIterator<Item = &'a str>,
     filter: &BetaFilter,
@@ -214,7 +215,7 @@ pub fn to_upstream<'a>(
 
     let mut out = Map::with_capacity(request.body.len() + 2);
     match upstream {
-        Upstream::Invoke => {
+        Api::Invoke => {
             out.insert(
                 "anthropic_version".into(),
                 Value::String(BEDROCK_ANTHROPIC_VERSION.into()),
@@ -223,7 +224,7 @@ pub fn to_upstream<'a>(
                 out.insert("anthropic_beta".into(), Value::from(betas.body));
             }
         }
-        Upstream::Mantle => {
+        Api::Mantle => {
             out.insert("model".into(), Value::String(model_id.into()));
             if request.stream {
                 out.insert("stream".into(), Value::Bool(true));
@@ -249,7 +250,7 @@ pub fn to_upstream<'a>(
 }
 
 /// Applies the table below the top level: messages, tools, `cache_control` and `metadata`.
-fn clean_body(body: &mut Map<String, Value>, upstream: Upstream, model_id: &str) {
+fn clean_body(body: &mut Map<String, Value>, upstream: Api, model_id: &str) {
     let keep = |level: Level| {
         move |key: &String, _: &mut Value| -> bool {
             let kept = rules::keeps(level, key, upstream, model_id);
@@ -338,7 +339,7 @@ mod tests {
         let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
         to_upstream(
             req,
-            Upstream::Invoke,
+            Api::Invoke,
             model_id,
             header_betas.iter().copied(),
             &BetaFilter::default(),
@@ -402,9 +403,9 @@ mod tests {
     #[test]
     fn extra_beta_flags_extend_the_table() {
         let filter = BetaFilter::new(vec!["new-flag-2027-01-01".into()]);
-        let placed = filter.place_all(["new-flag-2027-01-01,other"], Upstream::Invoke);
+        let placed = filter.place_all(["new-flag-2027-01-01,other"], Api::Invoke);
         assert_eq!(placed.body, ["new-flag-2027-01-01"]);
-        let placed = filter.place_all(["new-flag-2027-01-01"], Upstream::Mantle);
+        let placed = filter.place_all(["new-flag-2027-01-01"], Api::Mantle);
         assert_eq!(placed.header, ["new-flag-2027-01-01"]);
     }
 
@@ -518,7 +519,7 @@ mod tests {
         let req = parse_request(body.to_string().as_bytes(), Endpoint::Messages).unwrap();
         let out = to_upstream(
             req,
-            Upstream::Mantle,
+            Api::Mantle,
             "anthropic.claude-opus-5-5",
             ["claude-code-20250219,context-management-2025-06-27,per-turn-control-2026-07-01,advanced-tool-use-2025-11-20"],
             &BetaFilter::default(),
@@ -643,10 +644,10 @@ mod fuzz {
             let bytes = serde_json::to_vec(&Value::Object(body)).unwrap();
             let request = parse_request(&bytes, Endpoint::Messages).unwrap();
             let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-            let out = to_upstream(request, Upstream::Invoke, model, betas.iter().map(String::as_str), &BetaFilter::default());
+            let out = to_upstream(request, Api::Invoke, model, betas.iter().map(String::as_str), &BetaFilter::default());
             prop_assert_eq!(&out.body["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
             prop_assert!(out.body.keys().all(|k| k == "anthropic_version" || k == "anthropic_beta"
-                || rules::keeps(Level::Top, k, Upstream::Invoke, model)));
+                || rules::keeps(Level::Top, k, Api::Invoke, model)));
             for flag in out.body_betas().into_iter().chain(out.header_betas.iter().map(String::as_str)) {
                 prop_assert!(rules::beta_rule(flag).is_some_and(|r| !matches!(r.invoke, BetaPlace::Drop)));
             }

@@ -9,14 +9,7 @@
 //! Refresh it when Claude Code changes: `scripts/capture-claude-code.sh VERSION` records new
 //! pairs, and `tests/fidelity.rs` fails where the table and the client disagree.
 
-/// Which Bedrock API a request goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upstream {
-    /// Bedrock Runtime's InvokeModel / InvokeModelWithResponseStream / CountTokens.
-    Invoke,
-    /// Bedrock's Anthropic Messages endpoint (bedrock-mantle), which takes the first-party shape.
-    Mantle,
-}
+use crate::upstream::Api;
 
 /// Where a rule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,23 +228,23 @@ pub static FIELDS: &[FieldRule] = &[
 /// What happens to a key the table does not list. InvokeModel's schema refuses unknown keys,
 /// so they are dropped there; Mantle is Anthropic's own API and takes the first-party shape,
 /// so they pass (and `heal` removes one if Mantle refuses it).
-pub fn unknown_field(upstream: Upstream) -> Keep {
+pub fn unknown_field(upstream: Api) -> Keep {
     match upstream {
-        Upstream::Invoke => No,
-        Upstream::Mantle => Yes,
+        Api::Invoke => No,
+        Api::Mantle => Yes,
     }
 }
 
 /// Whether a field at `level` named `name` is sent to `upstream` for `model_id`.
-pub fn keeps(level: Level, name: &str, upstream: Upstream, model_id: &str) -> bool {
+pub fn keeps(level: Level, name: &str, upstream: Api, model_id: &str) -> bool {
     let keep = FIELDS
         .iter()
         .find(|rule| rule.level == level && rule.name == name)
         .map_or_else(
             || unknown_field(upstream),
             |rule| match upstream {
-                Upstream::Invoke => rule.invoke,
-                Upstream::Mantle => rule.mantle,
+                Api::Invoke => rule.invoke,
+                Api::Mantle => rule.mantle,
             },
         );
     match keep {
@@ -347,7 +340,7 @@ mod tests {
 
     #[test]
     fn eager_input_streaming_is_kept_only_for_the_models_claude_code_sends_it_for() {
-        let eager = |id| keeps(CustomTool, "eager_input_streaming", Upstream::Invoke, id);
+        let eager = |id| keeps(CustomTool, "eager_input_streaming", Api::Invoke, id);
         assert!(eager("us.anthropic.claude-sonnet-5-5"));
         assert!(eager("us.anthropic.claude-fable-5-2"));
         assert!(!eager("us.anthropic.claude-haiku-4-5-20251001-v1:0"));
@@ -355,17 +348,17 @@ mod tests {
         assert!(!keeps(
             CustomTool,
             "eager_input_streaming",
-            Upstream::Mantle,
+            Api::Mantle,
             "anthropic.claude-sonnet-5-5"
         ));
     }
 
     #[test]
     fn unknown_keys_are_dropped_on_invoke_and_kept_on_mantle() {
-        assert!(!keeps(Top, "brand_new", Upstream::Invoke, "x"));
-        assert!(keeps(Top, "brand_new", Upstream::Mantle, "x"));
-        assert!(!keeps(Message, "output_config", Upstream::Mantle, "x"));
-        assert!(keeps(Top, "context_management", Upstream::Mantle, "x"));
-        assert!(!keeps(Top, "context_management", Upstream::Invoke, "x"));
+        assert!(!keeps(Top, "brand_new", Api::Invoke, "x"));
+        assert!(keeps(Top, "brand_new", Api::Mantle, "x"));
+        assert!(!keeps(Message, "output_config", Api::Mantle, "x"));
+        assert!(keeps(Top, "context_management", Api::Mantle, "x"));
+        assert!(!keeps(Top, "context_management", Api::Invoke, "x"));
     }
 }

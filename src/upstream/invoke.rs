@@ -5,7 +5,6 @@
 //! itself, so that when the body is dropped, Bedrock's connection closes with it.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use aws_credential_types::provider::error::CredentialsError;
@@ -15,34 +14,15 @@ use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::{CountTokensInput, InvokeModelTokensRequest, ResponseStream};
 use aws_smithy_types::retry::ErrorKind;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use crate::error::ProxyError;
 use crate::upstream::deadline::Deadline;
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::{EventStream, StartedStream};
 
 /// One item of a Bedrock stream as the SSE writer sees it: the payload of a chunk (one
 /// Anthropic event as JSON), or the error that ended the stream.
-pub type StreamItem = Result<Bytes, ProxyError>;
-
-/// Bedrock's events, in order; ends after the last event or after an error item.
-pub type EventStream = Pin<Box<dyn Stream<Item = StreamItem> + Send>>;
-
-/// How hard to try.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Total attempts, including the first.
-    pub max_attempts: u32,
-    /// Base of the exponential backoff.
-    pub base_delay: Duration,
-    /// Time allowed for one attempt to produce its response (or first stream event).
-    pub timeout: Duration,
-    /// Inside Lambda, when the request's answer must be done (see [`Bedrock::for_request`]); it
-    /// replaces `timeout` for whole answers and caps every wait and retry.
-    pub deadline: Option<Deadline>,
-    /// The request whose log line counts the throttled attempts (set per request).
-    pub log: Option<crate::usage::request_log::RequestLog>,
-}
-
 /// The input of InvokeModel and InvokeModelWithResponseStream, which is the same on both: two
 /// builder types with no trait in common, so one macro fills both. `body` is shared, not
 /// copied; `betas` becomes the signed `anthropic-beta` header.
@@ -63,42 +43,6 @@ macro_rules! invoke_input {
 pub struct Bedrock {
     client: aws_sdk_bedrockruntime::Client,
     policy: RetryPolicy,
-}
-
-/// A stream that has produced its first event (or has gone quiet long enough that the caller
-/// should start getting pings).
-pub struct StartedStream {
-    /// The first item, if it came before the ping interval (`None` also when the stream ended
-    /// without any event).
-    pub first: Option<StreamItem>,
-    /// True when Bedrock stayed silent for the whole first wait: the caller is owed a ping now.
-    pub silent: bool,
-    /// The rest of the stream. Dropping it closes Bedrock's connection.
-    pub rest: EventStream,
-}
-
-impl StartedStream {
-    /// Waits at most `first_event_wait` for the first event of `rest`, so that errors the
-    /// upstream reports at once still get a real HTTP status and can be retried, while a long
-    /// silence never delays the caller's first byte (a ping). Shared by both upstreams.
-    pub async fn begin(mut rest: EventStream, first_event_wait: Duration) -> Result<Self, ProxyError> {
-        match tokio::time::timeout(first_event_wait, rest.next()).await {
-            Ok(Some(Err(e))) => Err(e),
-            // Ended before any event: nothing reached the caller, so this is an error with a
-            // status (and worth another attempt), not an empty 200.
-            Ok(None) => Err(ProxyError::EmptyStream),
-            Ok(first) => Ok(Self {
-                first,
-                silent: false,
-                rest,
-            }),
-            Err(_elapsed) => Ok(Self {
-                first: None,
-                silent: true,
-                rest,
-            }),
-        }
-    }
 }
 
 impl Bedrock {
@@ -204,90 +148,6 @@ impl Bedrock {
     }
 }
 
-impl RetryPolicy {
-    /// This policy for one request: its deadline, and its log line for throttle counts.
-    pub fn for_request(&self, deadline: Option<Deadline>, log: &crate::usage::request_log::RequestLog) -> Self {
-        Self {
-            deadline,
-            log: Some(log.clone()),
-            ..self.clone()
-        }
-    }
-
-    /// Bounds one attempt at a whole answer: by `timeout` locally; inside Lambda by the time
-    /// left before the deadline instead, because a long answer may legitimately take minutes,
-    /// and cutting it at a fixed time would only throw away an answer Bedrock bills anyway.
-    pub async fn timed<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
-        match self.deadline {
-            None => self.within_timeout(call).await,
-            Some(deadline) => tokio::time::timeout_at(deadline.at, call)
-                .await
-                .map_err(|_| deadline_passed(deadline)),
-        }
-    }
-
-    /// Bounds the wait for a stream's response headers: by `timeout`, and inside Lambda also
-    /// by the deadline. Headers come at once from a healthy Bedrock, so a long wait means a
-    /// hung connection, not a long answer.
-    pub async fn timed_stream_start<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
-        match self.deadline {
-            Some(deadline) if deadline.remaining() < self.timeout => tokio::time::timeout_at(deadline.at, call)
-                .await
-                .map_err(|_| deadline_passed(deadline)),
-            _ => self.within_timeout(call).await,
-        }
-    }
-
-    async fn within_timeout<F: Future>(&self, call: F) -> Result<F::Output, ProxyError> {
-        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
-            ProxyError::Timeout(format!(
-                "bedrock did not answer within {} s (UPSTREAM_TIMEOUT_SECONDS)",
-                self.timeout.as_secs()
-            ))
-        })
-    }
-
-    /// Runs `attempt` until it succeeds, fails for good, or runs out of attempts. Only called
-    /// before anything has been sent to the caller, so retrying is always safe. Both upstreams
-    /// (InvokeModel and Mantle) retry through here, so they behave alike.
-    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, ProxyError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, ProxyError>>,
-    {
-        let mut n = 1;
-        loop {
-            let result = attempt().await;
-            if let (Err(ProxyError::RateLimited(_)), Some(log)) = (&result, &self.log) {
-                log.throttled();
-            }
-            match result {
-                Err(e) if e.is_retryable() && n < self.max_attempts => {
-                    let delay = backoff(self.base_delay, n);
-                    // An attempt that could only start after the deadline would be cut at once;
-                    // the caller learns more from the error that stopped us.
-                    if self.deadline.is_some_and(|d| d.remaining() <= delay) {
-                        return Err(e);
-                    }
-                    tracing::debug!(attempt = n, delay_ms = delay.as_millis() as u64, error = %e, "retrying bedrock call");
-                    tokio::time::sleep(delay).await;
-                    n += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
-/// The error of a call the Lambda deadline cut short.
-fn deadline_passed(deadline: Deadline) -> ProxyError {
-    ProxyError::DeadlineExceeded(format!(
-        "the answer was not finished {} s before this Lambda invocation's timeout, so the proxy gave up on it; \
-         raise the function's timeout (at most 900 s), stream the answer, or ask for fewer max_tokens",
-        deadline.margin.as_secs_f64()
-    ))
-}
-
 /// Bedrock Runtime's CountTokens refusal of a model ID it does not count: a cross-region
 /// profile ID, an application inference profile ARN, or a model counted only on Mantle
 /// (pydantic-ai#4001, bifrost#2169; Claude Code's own gateway code has the same words).
@@ -311,21 +171,6 @@ fn beta_header(
             let _ = request.headers_mut().try_insert("anthropic-beta", value.clone());
         }
     }
-}
-
-/// Exponential backoff with "equal jitter": half the delay is fixed, half random, so retries
-/// from many callers spread out but never collapse to zero.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
-    let capped = exp.min(Duration::from_secs(10));
-    let half = capped / 2;
-    let mut buf = [0u8; 8];
-    let random = getrandom::fill(&mut buf).map(|_| u64::from_le_bytes(buf)).unwrap_or(0);
-    let jitter_ns = match half.as_nanos() as u64 {
-        0 => 0,
-        span => random % span,
-    };
-    half + Duration::from_nanos(jitter_ns)
 }
 
 /// Bedrock's event receiver as a stream of chunk payloads. No task sits in between: the
@@ -451,21 +296,5 @@ pub fn credentials_advice(error: &CredentialsError) -> String {
             "the AWS credentials could not be loaded ({other}; check AWS_PROFILE and the AWS config \
              files, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_stays_jittered_within_bounds() {
-        let base = Duration::from_millis(100);
-        for attempt in 1..6 {
-            let full = base * (1 << (attempt - 1));
-            let d = backoff(base, attempt);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        assert!(backoff(base, 40) <= Duration::from_secs(10));
     }
 }

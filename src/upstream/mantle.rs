@@ -28,7 +28,8 @@ use serde_json::Value;
 
 use crate::error::ProxyError;
 use crate::sync::IgnorePoison;
-use crate::upstream::invoke::{EventStream, RetryPolicy, StartedStream};
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::{EventStream, StartedStream};
 use crate::usage::request_log::{RequestLog, Usage};
 
 /// The SigV4 service name Mantle checks (signing as `bedrock` is refused with a permission error).
