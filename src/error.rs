@@ -23,9 +23,13 @@ pub enum ProxyError {
     /// Missing or wrong token.
     #[error("{0}")]
     Authentication(String),
-    /// Bedrock refused access to the model.
+    /// The caller's policy does not allow this (our own refusal; the message is for the caller).
     #[error("{0}")]
     PermissionDenied(String),
+    /// Bedrock refused the proxy's AWS role. Its message names the role and the account, so
+    /// the caller gets a generic sentence and the log line the detail.
+    #[error("{0}")]
+    BedrockAccessDenied(String),
     /// Unknown route, model or resource.
     #[error("{0}")]
     NotFound(String),
@@ -113,6 +117,7 @@ impl ProxyError {
     pub fn log_detail(&self) -> Option<String> {
         match self {
             Self::Connection { detail, .. } => Some(detail.clone()),
+            Self::BedrockAccessDenied(detail) => Some(format!("bedrock AccessDenied: {detail}")),
             other if other.status_and_type().0.is_server_error() => Some(other.to_string()),
             _ => None,
         }
@@ -123,7 +128,7 @@ impl ProxyError {
         match self {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             Self::Authentication(_) => (StatusCode::UNAUTHORIZED, "authentication_error"),
-            Self::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_error"),
+            Self::PermissionDenied(_) | Self::BedrockAccessDenied(_) => (StatusCode::FORBIDDEN, "permission_error"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
             Self::RequestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
@@ -143,6 +148,10 @@ impl ProxyError {
     fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => "internal error in the proxy; see its logs".to_string(),
+            Self::BedrockAccessDenied(_) => "bedrock refused the proxy access to this model; the operator can find \
+                                             why in the proxy's log under this request-id (model access, or the \
+                                             function's IAM policy)"
+                .to_string(),
             other => other.to_string(),
         }
     }
@@ -215,7 +224,7 @@ macro_rules! bedrock_exception {
         ProxyError::InvalidRequest($m)
     };
     (AccessDeniedException, $m:expr) => {
-        ProxyError::PermissionDenied($m)
+        ProxyError::BedrockAccessDenied($m)
     };
     (ResourceNotFoundException, $m:expr) => {
         ProxyError::NotFound($m)

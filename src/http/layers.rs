@@ -9,7 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::error::{ErrorReport, ProxyError};
 use crate::usage::request_log::RequestLog;
@@ -40,6 +40,11 @@ pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Route
     router
 }
 
+/// The local CORS layer. Request headers are mirrored from the preflight: the official
+/// TypeScript SDK in a browser sends `anthropic-dangerous-direct-browser-access` and a dozen
+/// `x-stainless-*` headers that change between versions, and a fixed list makes Chromium
+/// refuse the request after the preflight. Auth is by header, never cookies, so no
+/// credentials mode is involved. `request-id` and `retry-after` are readable by the SDK.
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow_origin = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
@@ -49,20 +54,24 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("x-api-key"),
-            header::HeaderName::from_static("anthropic-version"),
-            header::HeaderName::from_static("anthropic-beta"),
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([
+            header::HeaderName::from_static(REQUEST_ID_HEADER),
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-should-retry"),
         ])
-        .expose_headers([header::HeaderName::from_static(REQUEST_ID_HEADER)])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Gives every request an id and a log record, and every response the `request-id` header.
 async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id = crate::http::request_id::new();
     let log = RequestLog::new(&request_id, req.method().as_str(), req.uri().path());
+    {
+        let headers = req.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        log.session(header("x-claude-code-session-id"), header("x-claude-code-agent-id"));
+    }
     req.extensions_mut().insert(log.clone());
     let mut response = match header_bytes(req.headers()) {
         n if n > MAX_HEADER_BYTES => ProxyError::HeadersTooLarge(format!(
@@ -109,7 +118,16 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
         return Ok(next.run(req).await);
     }
     let presented = presented_tokens(req.headers());
-    let presented: Vec<&str> = presented.iter().map(String::as_str).collect();
+    let mut presented: Vec<&str> = presented.iter().map(String::as_str).filter(|t| !t.is_empty()).collect();
+    presented.dedup();
+    // Claude Code and the SDKs may send the same key in both headers; two different ones are
+    // a confused client or a probe, and neither is let through on whichever one happens to match.
+    if presented.len() > 1 {
+        return Err(ProxyError::Authentication(
+            "two different credentials were sent (Authorization and x-api-key); send one token, in either header"
+                .into(),
+        ));
+    }
     let caller = state.tokens.authenticate(&presented).await?;
     if let Some(log) = req.extensions().get::<RequestLog>() {
         log.caller(&caller.name);

@@ -71,12 +71,18 @@ pub(crate) async fn list_models(
     .into_response())
 }
 
-/// `GET /v1/models/{id}`.
+/// `GET /v1/models/{id}`: a model the caller's policy does not allow is not found, as it is
+/// missing from the caller's list.
 pub(crate) async fn get_model(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ProxyError> {
-    crate::translate::models::catalog_entry(&id, state.upstream.models())
-        .map(|m| Json(m).into_response())
-        .ok_or_else(|| ProxyError::NotFound(format!("model {id:?} not found")))
+    let not_found = || ProxyError::NotFound(format!("model {id:?} not found"));
+    let entry = crate::translate::models::catalog_entry(&id, state.upstream.models()).ok_or_else(not_found)?;
+    let resolved = state.upstream.models().resolve(&entry.id).unwrap_or_default();
+    if !caller.policy.allows_model(&entry.id, &resolved) {
+        return Err(not_found());
+    }
+    Ok(Json(entry).into_response())
 }

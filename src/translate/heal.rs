@@ -39,9 +39,40 @@ struct Learned {
     verified_betas_only: bool,
 }
 
-/// Keys that carry the request's structure; a refusal that names one is not healed, because
-/// the request would be meaningless without it.
-const STRUCTURAL: &[&str] = &["messages", "max_tokens", "anthropic_version", "role", "content", "type"];
+/// Fields a refusal may never remove: the request's structure, without which it would be
+/// meaningless, and the fields whose silent loss would change what the caller asked for (its
+/// system prompt, tools, thinking, metadata, sampling). A caller can provoke a refusal that
+/// seems to name one (an extra key `"x system"`); it must not teach the healer to strip it for
+/// everyone.
+const PROTECTED: &[&str] = &[
+    "messages",
+    "max_tokens",
+    "anthropic_version",
+    "role",
+    "content",
+    "type",
+    "model",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "metadata",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "name",
+    "input_schema",
+];
+
+/// Path segments Bedrock names that are not keys of the body: the union variant in
+/// `tools.0.custom.x`. Only these may be skipped when a refused path is located.
+const VARIANT_SEGMENTS: &[&str] = &["custom"];
+
+/// At most this many lesson keys (model × body flags) are kept, and this many fields per key:
+/// a caller sending a fresh unknown key on every request must not grow the process.
+const MAX_KEYS: usize = 64;
+const MAX_PATHS_PER_KEY: usize = 16;
 
 /// What was learned from each model's refusals.
 #[derive(Debug, Default)]
@@ -77,6 +108,9 @@ impl Healer {
                 return None;
             }
             let mut learned = self.learned.write().ignore_poison();
+            if !learned.contains_key(&key) && learned.len() >= MAX_KEYS {
+                return Some("anthropic_beta".into());
+            }
             let entry = learned.entry(key).or_default();
             if !entry.verified_betas_only {
                 entry.verified_betas_only = true;
@@ -87,9 +121,10 @@ impl Healer {
             }
             return Some("anthropic_beta".into());
         }
-        let refused = refused_path(message)?;
-        let path = locate_in(&request.body, &refused)?;
-        if matches!(path.last(), Some(Step::Key(last)) if STRUCTURAL.contains(&last.as_str())) {
+        let path = refused_paths(message)
+            .into_iter()
+            .find_map(|refused| locate_in(&request.body, &refused))?;
+        if matches!(path.last(), Some(Step::Key(last)) if PROTECTED.contains(&last.as_str())) {
             return None;
         }
         if !remove(&mut request.body, &path) {
@@ -97,8 +132,12 @@ impl Healer {
         }
         let shown = display(&path);
         let mut learned = self.learned.write().ignore_poison();
+        if !learned.contains_key(&key) && learned.len() >= MAX_KEYS {
+            // Healed for this request, not remembered.
+            return Some(shown);
+        }
         let entry = learned.entry(key).or_default();
-        if !entry.removed.contains(&path) {
+        if !entry.removed.contains(&path) && entry.removed.len() < MAX_PATHS_PER_KEY {
             entry.removed.push(path);
             tracing::warn!(
                 model_id = %request.model_id,
@@ -165,31 +204,50 @@ fn keep_verified_betas(request: &mut UpstreamRequest) {
     }
 }
 
-/// The dotted path a refusal names: `messages.1.output_config` from
+/// The dotted paths a refusal may name, longest first: `messages.1.output_config` from
 /// `messages.1.output_config: Extra inputs are not permitted`, or `messages.1.output_config`
-/// from `#/messages/1: extraneous key [output_config] is not permitted`.
-fn refused_path(message: &str) -> Option<Vec<String>> {
-    let token_before = |text: &str| {
-        text.rsplit(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\''))
-            .next()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
+/// from `#/messages/1: extraneous key [output_config] is not permitted`. Keys may contain
+/// spaces, so every suffix of the text before the colon that starts after a separator is a
+/// candidate: for `x system: Extra…` the key `x system` is tried before `system`, and only a
+/// path that exists in the request is ever learned.
+fn refused_paths(message: &str) -> Vec<Vec<String>> {
+    let suffixes = |text: &str| -> Vec<String> {
+        let separator = |c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'');
+        let mut out: Vec<String> = text
+            .char_indices()
+            .filter(|&(_, c)| separator(c))
+            .map(|(i, c)| text[i + c.len_utf8()..].to_string())
+            .collect();
+        out.insert(0, text.to_string());
+        out.retain(|t| !t.is_empty() && !t.starts_with(separator));
+        out
     };
     if let Some((before, _)) = message.split_once(": Extra inputs are not permitted") {
-        let path = token_before(before)?;
-        return Some(path.split('.').map(str::to_string).collect());
+        return suffixes(before)
+            .into_iter()
+            .map(|path| path.split('.').map(str::to_string).collect())
+            .collect();
     }
-    let (before, after) = message.split_once(": extraneous key [")?;
-    let key = after.split_once(']')?.0;
-    let pointer = token_before(before)?;
-    let mut path: Vec<String> = pointer
-        .trim_start_matches('#')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    path.push(key.to_string());
-    Some(path)
+    let Some((before, after)) = message.split_once(": extraneous key [") else {
+        return Vec::new();
+    };
+    let Some((key, _)) = after.split_once(']') else {
+        return Vec::new();
+    };
+    suffixes(before)
+        .into_iter()
+        .filter(|pointer| pointer.starts_with('#'))
+        .map(|pointer| {
+            let mut path: Vec<String> = pointer
+                .trim_start_matches('#')
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            path.push(key.to_string());
+            path
+        })
+        .collect()
 }
 
 /// Finds the refused field in the body and returns its general path (array indices become
@@ -201,7 +259,7 @@ fn locate_in(fields: &Map<String, Value>, path: &[String]) -> Option<Vec<Step>> 
     match fields.get(first) {
         Some(_) if rest.is_empty() => Some(vec![Step::Key(first.clone())]),
         Some(child) => prepend(Step::Key(first.clone()), locate(child, rest)?),
-        None if !rest.is_empty() => locate_in(fields, rest),
+        None if !rest.is_empty() && VARIANT_SEGMENTS.contains(&first.as_str()) => locate_in(fields, rest),
         None => None,
     }
 }
@@ -355,6 +413,60 @@ mod tests {
             assert_eq!(learn(&healer, &mut req, message), None, "{message}");
         }
         assert_eq!(req, before);
+    }
+
+    #[test]
+    fn a_caller_cannot_teach_the_healer_to_strip_a_protected_field() {
+        let healer = Healer::default();
+        let mut body = tool_body();
+        body["system"] = json!("be brief");
+        body["x system"] = json!(1);
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+        let mut req = request(body.clone());
+        // The key that exists and was refused is removed; `system` itself is untouched.
+        assert_eq!(
+            learn(&healer, &mut req, "x system: Extra inputs are not permitted").as_deref(),
+            Some("x system")
+        );
+        assert_eq!(req.body["system"], "be brief");
+        // A refusal naming a protected field directly, or through a made-up parent, is not healed.
+        for message in [
+            "system: Extra inputs are not permitted",
+            "foo.system: Extra inputs are not permitted",
+            "thinking: Extra inputs are not permitted",
+            "tools: Extra inputs are not permitted",
+            "metadata: Extra inputs are not permitted",
+        ] {
+            let mut req = request(body.clone());
+            assert_eq!(learn(&healer, &mut req, message), None, "{message}");
+        }
+        let mut next = request(body);
+        healer.apply(&mut next);
+        assert_eq!(next.body["system"], "be brief");
+        assert!(next.body.contains_key("thinking"));
+    }
+
+    #[test]
+    fn lessons_are_bounded_however_many_fresh_keys_are_refused() {
+        let healer = Healer::default();
+        for i in 0..(MAX_KEYS * 2) {
+            let mut body = tool_body();
+            body[format!("junk{i}")] = json!(1);
+            let mut req = request(body);
+            req.model_id = format!("us.anthropic.claude-fake-{i}");
+            assert!(learn(&healer, &mut req, &format!("junk{i}: Extra inputs are not permitted")).is_some());
+        }
+        let mut one = tool_body();
+        for i in 0..(MAX_PATHS_PER_KEY * 2) {
+            one[format!("k{i}")] = json!(1);
+        }
+        for i in 0..(MAX_PATHS_PER_KEY * 2) {
+            let mut req = request(one.clone());
+            learn(&healer, &mut req, &format!("k{i}: Extra inputs are not permitted"));
+        }
+        let learned = healer.learned.read().unwrap();
+        assert!(learned.len() <= MAX_KEYS, "{} keys", learned.len());
+        assert!(learned.values().all(|l| l.removed.len() <= MAX_PATHS_PER_KEY));
     }
 
     #[test]

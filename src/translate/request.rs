@@ -33,9 +33,44 @@ pub enum Endpoint {
     CountTokens,
 }
 
+/// At most this many JSON values (array elements and object members) in one body. A parsed
+/// value costs ~50 bytes however small its text, so 6 MiB of `[0,0,…]` would be ~3 M values
+/// and well over 100 MB; Claude Code's largest conversations are text in long strings and stay
+/// far below this. Checked on the bytes before anything is parsed.
+pub const MAX_JSON_VALUES: usize = 400_000;
+
+/// Counts the separators of JSON values outside strings (`,` `[` `{` `:`): an upper bound on
+/// the values a parse would build, in one pass with no allocation.
+fn json_value_count(bytes: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' | b':' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
+}
+
 /// Parses and type-checks a request body. Every problem is a 400 that names the field.
 pub fn parse_request(bytes: &[u8], endpoint: Endpoint) -> Result<MessagesRequest, ProxyError> {
     let invalid = |m: String| ProxyError::InvalidRequest(m);
+    let values = json_value_count(bytes);
+    if values > MAX_JSON_VALUES {
+        return Err(ProxyError::RequestTooLarge(format!(
+            "request body has about {values} JSON values; at most {MAX_JSON_VALUES} are accepted"
+        )));
+    }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             invalid("request body is empty; send a JSON object".into())
@@ -331,6 +366,23 @@ pub fn from_bedrock_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_of_millions_of_tiny_values_is_refused_before_it_is_parsed() {
+        let mut body = b"{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":5,\"messages\":[],\"x\":[".to_vec();
+        body.extend(std::iter::repeat_n(b"0,".as_slice(), MAX_JSON_VALUES).flatten());
+        body.extend_from_slice(b"0]}");
+        assert!(matches!(
+            parse_request(&body, Endpoint::Messages),
+            Err(ProxyError::RequestTooLarge(_))
+        ));
+        // Commas inside strings are text, not values.
+        let text = format!(
+            "{{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+            ",".repeat(MAX_JSON_VALUES * 2)
+        );
+        assert!(parse_request(text.as_bytes(), Endpoint::Messages).is_ok());
+    }
     use serde_json::json;
 
     const OPUS: &str = "us.anthropic.claude-opus-5-5";

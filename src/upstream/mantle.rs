@@ -273,7 +273,7 @@ fn from_anthropic(kind: Option<&str>, status: u16, message: String) -> ProxyErro
         (Some("invalid_request_error"), _) | (None, 400 | 422) => ProxyError::InvalidRequest(message),
         // Our own credentials were refused: a deployment problem, not the caller's token.
         (Some("authentication_error" | "permission_error"), _) | (None, 401 | 403) => {
-            ProxyError::PermissionDenied(message)
+            ProxyError::BedrockAccessDenied(message)
         }
         (Some("not_found_error"), _) | (None, 404) => ProxyError::NotFound(message),
         (Some("request_too_large"), _) | (None, 413) => ProxyError::RequestTooLarge(message),

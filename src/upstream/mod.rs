@@ -105,7 +105,10 @@ pub struct Upstream {
     api: Api,
     bedrock: Bedrock,
     mantle: Mantle,
+    /// What Messages refusals taught, and separately what count_tokens refusals taught: one
+    /// endpoint's refusals say nothing about the other's body.
     healer: Healer,
+    count_healer: Healer,
     betas: BetaFilter,
     models: ModelResolver,
     fallbacks: ModelFallbacks,
@@ -138,6 +141,7 @@ impl Upstream {
             bedrock: parts.bedrock,
             mantle: parts.mantle,
             healer: Healer::default(),
+            count_healer: Healer::default(),
             betas: parts.betas,
             models: parts.models,
             fallbacks: parts.fallbacks,
@@ -182,18 +186,21 @@ impl Upstream {
             })
             .collect();
         let targets = std::iter::once(model.as_str()).chain(fallbacks.iter().copied());
-        let mut request = request;
+        // Later targets get the request back from bytes, not from a second tree: a tree can be
+        // many times its text, and two of them at once is how a large body runs a 256 MB
+        // function out of memory.
+        let saved = (!fallbacks.is_empty()).then(|| Saved::of(&request));
+        let mut request = Some(request);
         let mut answer = Err(ProxyError::Internal("no model to ask".into()));
         for (i, target) in targets.enumerate() {
             if i > 0 {
                 call.log.fell_back();
                 tracing::warn!(model = %model, fallback = target, "bedrock throttled or unavailable; trying the next MODEL_FALLBACKS target");
             }
-            // The last target gets the request itself; only earlier ones need a copy of its tree.
-            let this = if i == fallbacks.len() {
-                std::mem::take(&mut request)
-            } else {
-                request.clone()
+            let this = match (request.take(), &saved) {
+                (Some(first), _) => first,
+                (None, Some(saved)) => saved.restore(),
+                (None, None) => break,
             };
             answer = self.ask(&bedrock, this, call, target).await;
             let busy = matches!(answer, Err(ProxyError::RateLimited(_) | ProxyError::Overloaded(_)));
@@ -278,15 +285,19 @@ impl Upstream {
     pub async fn count(&self, request: MessagesRequest, call: &Call<'_>) -> Result<u64, ProxyError> {
         match self.api {
             Api::Mantle => self.count_on_mantle(request, call).await,
-            Api::Invoke => match self.count_on_runtime(request.clone(), call).await {
-                Ok(n) => Ok(n),
-                Err(RuntimeCount::NotCounted(model_id)) => {
-                    self.mantle.count_here_from_now_on(&model_id);
-                    self.count_on_mantle(request, call).await
+            Api::Invoke => {
+                // Kept as bytes for a second try on Mantle, not as a second tree (see `send`).
+                let saved = Saved::of(&request);
+                match self.count_on_runtime(request, call).await {
+                    Ok(n) => Ok(n),
+                    Err(RuntimeCount::NotCounted(model_id)) => {
+                        self.mantle.count_here_from_now_on(&model_id);
+                        self.count_on_mantle(saved.restore(), call).await
+                    }
+                    Err(RuntimeCount::CountedOnMantle) => self.count_on_mantle(saved.restore(), call).await,
+                    Err(RuntimeCount::Failed(e)) => Err(e),
                 }
-                Err(RuntimeCount::CountedOnMantle) => self.count_on_mantle(request, call).await,
-                Err(RuntimeCount::Failed(e)) => Err(e),
-            },
+            }
         }
     }
 
@@ -313,7 +324,7 @@ impl Upstream {
         }
         let bedrock = &self.bedrock.for_request(None, call.log);
         // CountTokens reads only the body; flags for the header have no effect there.
-        let counted = send_healing(&self.healer, upstream, call.log, |body, _betas| {
+        let counted = send_healing(&self.count_healer, upstream, call.log, |body, _betas| {
             let model_id = &model_id;
             async move { bedrock.count_tokens(model_id, &body).await }
         })
@@ -333,10 +344,37 @@ impl Upstream {
         let upstream = self.prepare(request, call, Api::Mantle, &model)?;
         let mantle = &self.mantle;
         let policy = &self.bedrock.policy().for_request(None, call.log);
-        send_healing(&self.healer, upstream, call.log, |body, betas| async move {
+        send_healing(&self.count_healer, upstream, call.log, |body, betas| async move {
             mantle.count_tokens(policy, &body, betas).await
         })
         .await
+    }
+}
+
+/// A request kept as its bytes while an attempt holds its tree.
+struct Saved {
+    model: String,
+    stream: bool,
+    body: Bytes,
+}
+
+impl Saved {
+    fn of(request: &MessagesRequest) -> Self {
+        Self {
+            model: request.model.clone(),
+            stream: request.stream,
+            // A map of JSON values always serialises.
+            body: serde_json::to_vec(&request.body).unwrap_or_default().into(),
+        }
+    }
+
+    fn restore(&self) -> MessagesRequest {
+        MessagesRequest {
+            model: self.model.clone(),
+            stream: self.stream,
+            // These bytes were serialised from a map a moment ago, so they parse.
+            body: serde_json::from_slice(&self.body).unwrap_or_default(),
+        }
     }
 }
 

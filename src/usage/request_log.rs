@@ -55,6 +55,9 @@ struct Record {
     path: String,
     status: u16,
     caller: Option<String>,
+    /// Claude Code's `x-claude-code-session-id` and agent id, so spend traces to a session.
+    session_id: Option<String>,
+    agent_id: Option<String>,
     model: Option<String>,
     bedrock_model: Option<String>,
     stream: bool,
@@ -106,6 +109,8 @@ impl Drop for Inner {
             path = %r.path,
             status = r.status,
             caller = r.caller.as_deref().unwrap_or("-"),
+            session_id = r.session_id.as_deref().unwrap_or("-"),
+            agent_id = r.agent_id.as_deref().unwrap_or("-"),
             model = r.model.as_deref().unwrap_or("-"),
             bedrock_model = r.bedrock_model.as_deref().unwrap_or("-"),
             stream = r.stream,
@@ -139,6 +144,8 @@ fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
     put("path", r.path.as_str().into());
     put("status", r.status.into());
     put("caller", r.caller.as_deref().unwrap_or("-").into());
+    put("session_id", r.session_id.as_deref().unwrap_or("-").into());
+    put("agent_id", r.agent_id.as_deref().unwrap_or("-").into());
     // The metrics' `model` dimension is the Bedrock ID; the name asked for stays beside it.
     put("model", r.bedrock_model.as_deref().unwrap_or("-").into());
     put("bedrock_model", r.bedrock_model.as_deref().unwrap_or("-").into());
@@ -212,6 +219,26 @@ impl RequestLog {
     /// Records the authenticated caller's name.
     pub fn caller(&self, name: &str) {
         self.update(|r| r.caller = Some(name.to_string()));
+    }
+
+    /// Records the client's session and agent ids (Claude Code's `x-claude-code-session-id`
+    /// and `x-claude-code-agent-id`). They are the caller's text, so only short, plain ids are
+    /// kept: a log line must not carry whatever a header holds.
+    pub fn session(&self, session_id: Option<&str>, agent_id: Option<&str>) {
+        let plain = |v: Option<&str>| {
+            v.filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 128
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            })
+            .map(str::to_string)
+        };
+        let (session_id, agent_id) = (plain(session_id), plain(agent_id));
+        self.update(|r| {
+            r.session_id = session_id;
+            r.agent_id = agent_id;
+        });
     }
 
     /// Records the model asked for and the Bedrock ID it became.
