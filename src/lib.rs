@@ -9,6 +9,10 @@
 //! `main` reads the [`config::Config`], builds an [`AppState`] once, and hands [`app`] to
 //! whichever transport it runs under.
 
+// Token counts, byte sizes and durations meet in arithmetic here; an `as` cast that silently
+// truncates would undercount a budget or a deadline. Say what is meant instead.
+#![warn(clippy::cast_possible_truncation)]
+
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -46,7 +46,7 @@ impl Deadline {
         let deadline = Self::at_wall_clock(at, margin);
         tracing::debug!(
             deadline_ms = context.deadline,
-            remaining_ms = deadline.remaining().as_millis() as u64,
+            remaining_ms = u64::try_from(deadline.remaining().as_millis()).unwrap_or(u64::MAX),
             "invocation deadline"
         );
         Some(deadline)
@@ -87,7 +87,12 @@ mod tests {
         extensions.insert(context.clone());
         assert!(Deadline::of_invocation(&extensions, Duration::from_secs(3)).is_none());
         let in_60_s = SystemTime::now() + Duration::from_secs(60);
-        context.deadline = in_60_s.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        context.deadline = in_60_s
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            .try_into()
+            .unwrap();
         extensions.insert(context);
         let deadline = Deadline::of_invocation(&extensions, Duration::from_secs(3)).unwrap();
         let left = deadline.remaining();

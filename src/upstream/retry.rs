@@ -88,7 +88,7 @@ impl RetryPolicy {
                     if self.deadline.is_some_and(|d| d.remaining() <= delay) {
                         return Err(e);
                     }
-                    tracing::debug!(attempt = n, delay_ms = delay.as_millis() as u64, error = %e, "retrying bedrock call");
+                    tracing::debug!(attempt = n, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %e, "retrying bedrock call");
                     tokio::time::sleep(delay).await;
                     n += 1;
                 }
@@ -115,7 +115,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let half = capped / 2;
     let mut buf = [0u8; 8];
     let random = getrandom::fill(&mut buf).map(|_| u64::from_le_bytes(buf)).unwrap_or(0);
-    let jitter_ns = match half.as_nanos() as u64 {
+    let jitter_ns = match u64::try_from(half.as_nanos()).unwrap_or(u64::MAX) {
         0 => 0,
         span => random % span,
     };

@@ -219,6 +219,10 @@ impl Period {
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// `civil_from_days`, http://howardhinnant.github.io/date_algorithms.html).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "day is 1..=31 and month 1..=12 by construction"
+)]
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -174,7 +174,7 @@ fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
     };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     add_emf(&mut fields, namespace, now_ms, &metrics);
     let mut line = serde_json::Value::Object(fields).to_string();
     line.push('\n');
