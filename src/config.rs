@@ -11,6 +11,8 @@ use secrecy::SecretString;
 
 use crate::translate::models::{InferenceProfile, ModelFallbacks, ModelMap};
 use crate::upstream::Api;
+use crate::usage::budgets::Limits;
+use crate::usage::cost::Usd;
 
 /// Why the configuration could not be read; the message says what to set.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,13 @@ pub struct Config {
     pub usage_table: Option<String>,
     /// How long a read of a caller's usage is trusted (`BUDGET_READ_SECONDS`).
     pub budget_read_every: Duration,
+    /// Below this share of a budget left (percent), requests reserve their worst case
+    /// (`BUDGET_RESERVE_PERCENT`; 100 always reserves).
+    pub budget_reserve_percent: u64,
+    /// The whole deployment's dollar caps (`DEPLOYMENT_DAILY_USD`, `DEPLOYMENT_MONTHLY_USD`).
+    pub deployment_budget: Limits,
+    /// `MODEL_PRICES`: JSON, model globs to USD per million tokens, over the built-in prices.
+    pub model_prices: Option<String>,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
     pub bedrock_api: Api,
     /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
@@ -137,6 +146,36 @@ impl Config {
         };
         let mantle_endpoint = get("AWS_ENDPOINT_URL_BEDROCK_MANTLE").or_else(|| get("AWS_ENDPOINT_URL"));
 
+        let dollars = |name: &str| -> Result<Option<Usd>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|d| d.is_finite() && *d >= 0.0)
+                        .map(Usd::from_dollars_ceil)
+                        .ok_or_else(|| ConfigError(format!("{name} must be a number of dollars, e.g. 500, got {v:?}")))
+                })
+                .transpose()
+        };
+        let deployment_budget = Limits {
+            daily_usd: dollars("DEPLOYMENT_DAILY_USD")?,
+            monthly_usd: dollars("DEPLOYMENT_MONTHLY_USD")?,
+            ..Limits::default()
+        };
+        let usage_table = get("USAGE_TABLE");
+        if deployment_budget.any() && usage_table.is_none() {
+            return Err(ConfigError(
+                "DEPLOYMENT_DAILY_USD / DEPLOYMENT_MONTHLY_USD need USAGE_TABLE (the budgets table; Terraform's \
+                 enable_budgets makes it)"
+                    .into(),
+            ));
+        }
+        let model_prices = get("MODEL_PRICES");
+        // Checked now, so that a typo fails the start, not the first request.
+        if let Some(json) = &model_prices {
+            crate::usage::prices::PriceTable::new(Some(json)).map_err(ConfigError)?;
+        }
+
         let listen_addr = get("LISTEN_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
@@ -170,8 +209,16 @@ impl Config {
             model_fallbacks,
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::usage::metrics::DEFAULT_NAMESPACE.into()),
-            usage_table: get("USAGE_TABLE"),
+            usage_table,
             budget_read_every: Duration::from_secs(number(&get, "BUDGET_READ_SECONDS", 10)?),
+            budget_reserve_percent: number(
+                &get,
+                "BUDGET_RESERVE_PERCENT",
+                crate::usage::budgets::DEFAULT_RESERVE_PERCENT,
+            )?
+            .min(100),
+            deployment_budget,
+            model_prices,
         })
     }
 }
@@ -255,6 +302,18 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.lambda_deadline_margin, Duration::from_millis(500));
         assert_eq!(cfg.token_read_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn deployment_caps_need_the_usage_table_and_are_dollars() {
+        let err = Config::from_vars(&vars(&[("DEPLOYMENT_DAILY_USD", "500")])).unwrap_err();
+        assert!(err.0.contains("USAGE_TABLE"), "{}", err.0);
+        let cfg = Config::from_vars(&vars(&[("DEPLOYMENT_MONTHLY_USD", "2.5"), ("USAGE_TABLE", "t")])).unwrap();
+        assert_eq!(cfg.deployment_budget.monthly_usd, Some(Usd(2_500_000)));
+        let err = Config::from_vars(&vars(&[("DEPLOYMENT_DAILY_USD", "lots"), ("USAGE_TABLE", "t")])).unwrap_err();
+        assert!(err.0.contains("DEPLOYMENT_DAILY_USD"), "{}", err.0);
+        let err = Config::from_vars(&vars(&[("MODEL_PRICES", "{\"x\": 1}")])).unwrap_err();
+        assert!(err.0.contains("MODEL_PRICES"), "{}", err.0);
     }
 
     #[test]

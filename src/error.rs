@@ -14,6 +14,16 @@ use bytes::Bytes;
 /// and Bedrock's throttling windows are short, so a small value keeps callers moving.
 pub const RETRY_AFTER_SECONDS: &str = "2";
 
+/// A budget's refusal: the sentence for the caller (which budget, when it resets) and the
+/// response headers (`retry-after`, `x-should-retry: false`, `anthropic-ratelimit-unified-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRefusal {
+    /// What the caller reads.
+    pub message: String,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(&'static str, String)>,
+}
+
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -45,6 +55,10 @@ pub enum ProxyError {
     /// Bedrock throttled the call (after our retries).
     #[error("{0}")]
     RateLimited(String),
+    /// A budget of the caller, its group or the deployment is spent, or could not be read
+    /// (the proxy fails closed): a 429 with the headers that make SDKs and Claude Code stop.
+    #[error("{}", .0.message)]
+    BudgetRefused(Box<BudgetRefusal>),
     /// Bedrock is unavailable or the model is not ready (after our retries).
     #[error("{0}")]
     Overloaded(String),
@@ -107,6 +121,7 @@ impl ProxyError {
             Self::DeadlineExceeded(_) => Some("deadline"),
             Self::Connection { .. } => Some("connection_failed"),
             Self::EmptyStream => Some("empty_stream"),
+            Self::BudgetRefused(_) => Some("budget"),
             _ => None,
         }
     }
@@ -133,7 +148,7 @@ impl ProxyError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
             Self::RequestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
             Self::HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request_too_large"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+            Self::RateLimited(_) | Self::BudgetRefused(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             Self::Overloaded(_) => (overloaded_status(), "overloaded_error"),
             Self::TokenStoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
             Self::Timeout(_) | Self::DeadlineExceeded(_) => (StatusCode::GATEWAY_TIMEOUT, "api_error"),
@@ -206,6 +221,13 @@ impl IntoResponse for ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if let Self::BudgetRefused(refusal) = &self {
+            for (name, value) in &refusal.headers {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    response.headers_mut().insert(*name, value);
+                }
+            }
         }
         if matches!(self, Self::Authentication(_)) {
             response

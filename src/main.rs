@@ -33,6 +33,11 @@ async fn run(in_lambda: bool) -> Result<(), BoxError> {
     if state.config.in_lambda {
         // Each request line becomes a CloudWatch metrics record (EMF); locally they stay text.
         bedrock_anthropic_proxy::usage::request_log::emit_metrics(&state.config.metrics_namespace);
+        // A charge whose caller left mid-stream is written by a task; the environment may be
+        // frozen before it runs, so the next invocation waits for it first (usage/charge.rs).
+        let router = router.layer(axum::middleware::from_fn(
+            bedrock_anthropic_proxy::usage::charge::flush_first,
+        ));
         return lambda_http::run_with_streaming_response(router).await;
     }
     let listener = tokio::net::TcpListener::bind(state.config.listen_addr).await?;

@@ -18,6 +18,7 @@ use crate::upstream::mantle::Mantle;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::{Parts, Upstream};
 use crate::usage::budgets::Budgets;
+use crate::usage::prices::PriceTable;
 
 /// Why the proxy could not start; each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum StartupError {
     /// The Mantle client could not be built (its TLS roots).
     #[error("{0}")]
     Mantle(String),
+    /// The price table (built in, or `MODEL_PRICES`) does not parse.
+    #[error("MODEL_PRICES: {0}")]
+    Prices(String),
 }
 
 /// Everything a request needs, built once per process (once per Lambda instance).
@@ -44,8 +48,10 @@ pub struct AppState {
     pub upstream: Upstream,
     /// The accepted bearer tokens.
     pub tokens: TokenStore,
-    /// Token budgets, when `USAGE_TABLE` is set.
+    /// Token and dollar budgets, when `USAGE_TABLE` is set.
     pub budgets: Option<Arc<Budgets>>,
+    /// What each model's tokens cost (built in, and `MODEL_PRICES`).
+    pub prices: Arc<PriceTable>,
 }
 
 impl AppState {
@@ -66,16 +72,19 @@ impl AppState {
         let upstream = upstream(&config, sdk)?;
         let tokens = token_store(&config, sdk).await?;
         let budgets = config.usage_table.clone().map(|table| {
-            Arc::new(Budgets::new(
+            Arc::new(Budgets::with_reserve_percent(
                 aws_sdk_dynamodb::Client::new(sdk),
                 table,
                 config.budget_read_every,
+                config.budget_reserve_percent,
             ))
         });
+        let prices = Arc::new(PriceTable::new(config.model_prices.as_deref()).map_err(StartupError::Prices)?);
         Ok(Arc::new(Self {
             upstream,
             tokens,
             budgets,
+            prices,
             config,
         }))
     }

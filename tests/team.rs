@@ -1,15 +1,10 @@
 //! Running the proxy for a team: per-caller policy in the token secret (models, max_tokens,
-//! the model list), failover to `MODEL_FALLBACKS` targets when Bedrock throttles, and token
-//! budgets in DynamoDB (moto's, see `common::moto`).
+//! the model list) and failover to `MODEL_FALLBACKS` targets when Bedrock throttles. Budgets
+//! are tests/budgets.rs.
 
 mod common;
 
-use std::time::Duration;
-
-use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType};
 use axum::body::Body;
-use bedrock_anthropic_proxy::auth::policy::CallerPolicy;
-use bedrock_anthropic_proxy::usage::budgets::Budgets;
 use common::{harness, message, send};
 use serde_json::{json, Value};
 
@@ -138,94 +133,4 @@ async fn a_throttled_model_fails_over_to_its_fallback_before_the_first_byte() {
     )
     .await;
     assert_eq!(reply.status, 429);
-}
-
-async fn usage_table() -> (aws_sdk_dynamodb::Client, String) {
-    let sdk = common::sdk_config(common::moto::moto()).await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = format!("usage-{}", std::process::id() as u64 * 1000 + rand_suffix());
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .expect("create the usage table in moto");
-    (client, table)
-}
-
-fn rand_suffix() -> u64 {
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).unwrap();
-    u64::from(u16::from_le_bytes(b))
-}
-
-#[tokio::test]
-async fn a_caller_over_its_daily_budget_gets_a_429_that_says_which_budget_and_when_it_resets() {
-    let (client, table) = usage_table().await;
-    let budgets = Budgets::new(client.clone(), table.clone(), Duration::from_secs(3600));
-    let policy = CallerPolicy {
-        daily_tokens: Some(1000),
-        monthly_tokens: Some(1_000_000),
-        ..CallerPolicy::default()
-    };
-    assert!(budgets.check("alice", &policy).await.is_ok());
-    budgets.record("alice", 600).await;
-    assert!(budgets.check("alice", &policy).await.is_ok());
-    budgets.record("alice", 600).await;
-    // Our own writes count at once, although the cached read is an hour old.
-    let err = budgets.check("alice", &policy).await.unwrap_err();
-    assert_eq!(err.status_and_type().1, "rate_limit_error");
-    let message = err.to_string();
-    assert!(message.contains("daily token budget of 1000"), "{message}");
-    assert!(message.contains("resets at 00:00 UTC"), "{message}");
-    // The table holds the atomic totals another instance would read.
-    let fresh = Budgets::new(client.clone(), table.clone(), Duration::from_secs(3600));
-    assert!(fresh.check("alice", &policy).await.is_err());
-    assert!(fresh.check("bob", &policy).await.is_ok());
-    let items = client.scan().table_name(&table).send().await.unwrap();
-    let totals: Vec<String> = items
-        .items()
-        .iter()
-        .map(|i| i["tokens"].as_n().unwrap().clone())
-        .collect();
-    assert_eq!(totals, ["1200", "1200"], "one day item and one month item");
-    assert!(items.items().iter().all(|i| i.contains_key("expires_at")));
-    assert_eq!(budgets.write_failures(), 0);
-}
-
-#[tokio::test]
-async fn budget_write_failures_never_fail_and_are_counted() {
-    let sdk = common::sdk_config(common::moto::moto()).await;
-    let budgets = Budgets::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        "no-such-table".into(),
-        Duration::from_secs(1),
-    );
-    budgets.record("alice", 5).await;
-    assert_eq!(budgets.write_failures(), 1);
-    // An unreadable table lets requests through: budgets guard spend, they do not stop service.
-    let policy = CallerPolicy {
-        daily_tokens: Some(1),
-        ..CallerPolicy::default()
-    };
-    assert!(budgets.check("alice", &policy).await.is_ok());
 }

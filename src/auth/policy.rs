@@ -1,9 +1,10 @@
 //! Per-caller policy, kept in the token secret next to each caller's token: which models the
-//! caller may use, the largest `max_tokens` it may ask for, and its token budgets.
+//! caller may use, the largest `max_tokens` it may ask for, and its token and dollar budgets.
 //!
 //! ```json
 //! {"tokens": {"alice": {"token": "…", "models": ["claude-sonnet-*", "claude-haiku-*"],
-//!                       "max_tokens": 64000, "daily_tokens": 5000000, "monthly_tokens": 90000000},
+//!                       "max_tokens": 64000, "daily_tokens": 5000000, "monthly_tokens": 90000000,
+//!                       "daily_usd": 25, "monthly_usd": 400},
 //!             "ci": "…"}}
 //! ```
 //! A caller given as a plain string has no limits.
@@ -11,6 +12,7 @@
 use serde::Deserialize;
 
 use crate::error::ProxyError;
+use crate::usage::cost::Usd;
 
 /// What one caller may do. The default allows everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -29,6 +31,12 @@ pub struct CallerPolicy {
     /// Tokens per UTC calendar month.
     #[serde(default)]
     pub monthly_tokens: Option<u64>,
+    /// Dollars per UTC day, at the proxy's prices (`usage::prices`), e.g. `25` or `2.5`.
+    #[serde(default)]
+    pub daily_usd: Option<Usd>,
+    /// Dollars per UTC calendar month.
+    #[serde(default)]
+    pub monthly_usd: Option<Usd>,
 }
 
 impl CallerPolicy {
@@ -64,12 +72,15 @@ impl CallerPolicy {
 
     /// True when the policy has any budget to enforce.
     pub fn has_budget(&self) -> bool {
-        self.daily_tokens.is_some() || self.monthly_tokens.is_some()
+        self.daily_tokens.is_some()
+            || self.monthly_tokens.is_some()
+            || self.daily_usd.is_some()
+            || self.monthly_usd.is_some()
     }
 }
 
 /// `*` matches any run of characters, everything else itself.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = text.strip_prefix(first) else {

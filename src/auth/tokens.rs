@@ -236,6 +236,13 @@ impl TokenStore {
         Err(unauthorized())
     }
 
+    /// True when `name` is a static token's caller: a name from the secret, so one of a
+    /// bounded set (metrics may use it as a dimension; a JWT caller's name may not be).
+    pub fn is_static_caller(&self, name: &str) -> bool {
+        self.current()
+            .is_some_and(|set| set.tokens.iter().any(|t| t.caller.name == name))
+    }
+
     fn current(&self) -> Option<Arc<TokenSet>> {
         self.inner.tokens.read().ignore_poison().clone()
     }

@@ -22,6 +22,39 @@ pub(crate) async fn read_request(
     parse_request(&bytes, endpoint)
 }
 
+/// What the Messages handler needs to know of a body besides its parse.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyFacts {
+    /// Its size in bytes (a tight budget's input estimate).
+    pub bytes: usize,
+    /// It marks a cache block `"ttl": "1h"` (how cache writes of unknown split are priced).
+    pub asks_1h_cache: bool,
+}
+
+/// Like [`read_request`], with the facts of the bytes.
+pub(crate) async fn read_messages_request(
+    state: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+) -> Result<(MessagesRequest, BodyFacts), ProxyError> {
+    let bytes = read_body(body, headers, state.config.max_body_bytes).await?;
+    let facts = BodyFacts {
+        bytes: bytes.len(),
+        asks_1h_cache: asks_1h_cache(&bytes),
+    };
+    Ok((parse_request(&bytes, Endpoint::Messages)?, facts))
+}
+
+/// `"ttl": "1h"` anywhere in the JSON (a string inside a prompt would have its quotes escaped).
+fn asks_1h_cache(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"\"ttl\"").any(|at| {
+        let rest = &bytes[at + 5..];
+        let rest = rest.trim_ascii_start();
+        rest.strip_prefix(b":")
+            .is_some_and(|value| value.trim_ascii_start().starts_with(b"\"1h\""))
+    })
+}
+
 /// Reads the body up to `limit` bytes, refusing larger ones while reading, not after.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
     let too_large =
@@ -39,5 +72,21 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Err(e) => Err(ProxyError::InvalidRequest(format!(
             "could not read the request body: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_one_hour_cache_ttl_is_found_but_not_in_prompt_text() {
+        assert!(super::asks_1h_cache(
+            br#"{"system":[{"cache_control":{"type":"ephemeral","ttl": "1h"}}]}"#
+        ));
+        assert!(!super::asks_1h_cache(
+            br#"{"cache_control":{"type":"ephemeral","ttl":"5m"}}"#
+        ));
+        assert!(!super::asks_1h_cache(
+            br#"{"messages":[{"content":"say \"ttl\": \"1h\""}]}"#
+        ));
     }
 }

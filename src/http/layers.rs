@@ -131,6 +131,9 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
     let caller = state.tokens.authenticate(&presented).await?;
     if let Some(log) = req.extensions().get::<RequestLog>() {
         log.caller(&caller.name);
+        // Static callers are the secret's few names; a JWT caller is never a metrics dimension.
+        // JWT callers' groups (`Caller::pools`) become the `group` dimension once they land.
+        log.dimensions(None, state.tokens.is_static_caller(&caller.name));
     }
     // The handlers read the caller's policy from here.
     let mut req = req;

@@ -1,22 +1,26 @@
-//! `POST /v1/messages` (and `POST /`): admit the request under the caller's policy, hand it
-//! to the upstream, and answer with its stream or its whole answer.
+//! `POST /v1/messages` (and `POST /`): admit the request under the caller's policy and budgets,
+//! hand it to the upstream, and answer with its stream or its whole answer; the request's
+//! charge is settled before the answer ends.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::ProxyError;
-use crate::http::body::read_request;
+use crate::http::body::{read_messages_request, BodyFacts};
 use crate::sse::SseBody;
-use crate::translate::request::{Endpoint, MessagesRequest};
+use crate::translate::request::MessagesRequest;
 use crate::upstream::deadline::Deadline;
 use crate::upstream::{Answer, Call};
+use crate::usage::budgets::{self, Spend};
+use crate::usage::charge::{self, Charge};
+use crate::usage::cost::{estimate_input_tokens, worst_case_usd, Usd};
 use crate::usage::request_log::RequestLog;
 use crate::AppState;
 
@@ -29,8 +33,9 @@ pub(crate) async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ProxyError> {
-    let request = read_request(&state, body, &headers, Endpoint::Messages).await?;
-    admit(&state, &caller, &request, &log).await?;
+    let (request, facts) = read_messages_request(&state, body, &headers).await?;
+    log.priced_by(state.prices.clone(), facts.asks_1h_cache);
+    let standing = admit(&state, &caller, &request, facts, &log).await?;
     // Inside Lambda the invocation's deadline bounds the whole answer (see upstream/deadline.rs).
     let deadline = Deadline::of_invocation(&extensions, state.config.lambda_deadline_margin);
     let call = Call {
@@ -39,26 +44,42 @@ pub(crate) async fn messages(
         log: &log,
         deadline,
     };
-    match state.upstream.send(request, &call).await? {
+    let answer = match state.upstream.send(request, &call).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            // Nothing was used; a reservation is given back before the error leaves.
+            charge::settle(&log).await;
+            return Err(e);
+        }
+    };
+    let mut response = match answer {
         Answer::Stream(started) => {
             let ping = state.config.ping_interval;
+            // The stream settles the charge itself, before its last frame.
             let stream = SseBody::new(started, ping, state.config.upstream_timeout, deadline, log);
             Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
                 .header(header::CACHE_CONTROL, "no-cache")
                 .body(Body::from_stream(stream))
-                .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))
+                .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))?
         }
         Answer::Whole(answer) => {
-            let (answer, usage) = crate::translate::request::from_bedrock_response(answer)?;
-            if let Some(usage) = usage {
-                log.usage(usage);
+            let finished = crate::translate::request::from_bedrock_response(answer);
+            if let Ok((_, Some(usage))) = &finished {
+                log.usage(*usage);
             }
             log.first_token();
-            Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
+            charge::settle(&log).await;
+            ([(header::CONTENT_TYPE, "application/json")], finished?.0).into_response()
+        }
+    };
+    for (name, value) in standing {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(HeaderName::from_static(name), value);
         }
     }
+    Ok(response)
 }
 
 /// The model is one this proxy knows and the caller's policy allows (by the name asked and the
@@ -70,21 +91,48 @@ pub(crate) fn check_model(state: &AppState, caller: &Caller, request: &MessagesR
 }
 
 /// The caller's policy applied before anything is sent upstream: the model, `max_tokens`, and
-/// (with `USAGE_TABLE`) the token budgets, whose spend this request is then charged to.
+/// (with `USAGE_TABLE`) the budgets, which the request is then charged to. Returns the
+/// `anthropic-ratelimit-unified-*` headers that say where the caller stands.
 async fn admit(
     state: &AppState,
     caller: &Caller,
     request: &MessagesRequest,
+    facts: BodyFacts,
     log: &RequestLog,
-) -> Result<(), ProxyError> {
+) -> Result<Vec<(&'static str, String)>, ProxyError> {
     let policy = &caller.policy;
     check_model(state, caller, request)?;
-    policy.check_max_tokens(request.body.get("max_tokens").and_then(Value::as_u64))?;
-    if let Some(budgets) = &state.budgets {
-        budgets.check(&caller.name, policy).await?;
-        if policy.has_budget() {
-            log.charge_to(budgets.clone(), &caller.name);
-        }
+    let max_tokens = request.body.get("max_tokens").and_then(Value::as_u64);
+    policy.check_max_tokens(max_tokens)?;
+    let Some(budgets) = &state.budgets else {
+        return Ok(Vec::new());
+    };
+    // JWT callers' group pools (`Caller::pools`) are the third argument once they land.
+    let accounts = budgets::accounts(&caller.name, policy, &[], &state.config.deployment_budget);
+    if accounts.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let (name, _) = crate::translate::models::split_context_suffix(&request.model);
+    let resolved = state.upstream.resolve(name)?;
+    let input = estimate_input_tokens(facts.bytes);
+    let max_tokens = max_tokens.unwrap_or(0);
+    let worst_usd = match state.prices.lookup(name, &resolved) {
+        Some(price) => Usd::from_dollars_ceil(worst_case_usd(&price, input, max_tokens)),
+        // A dollar budget cannot be kept for a model whose price is unknown: refused, not guessed.
+        None if accounts.iter().any(|a| a.limits.in_dollars()) => {
+            return Err(ProxyError::PermissionDenied(format!(
+                "model {name:?} ({resolved}) has no price in this proxy, so the dollar budget of this token cannot \
+                 be kept; use a priced model, or ask the operator to price it with MODEL_PRICES"
+            )))
+        }
+        None => Usd(0),
+    };
+    let worst = Spend {
+        tokens: input.saturating_add(max_tokens),
+        usd: worst_usd,
+    };
+    let admission = budgets.admit(accounts, worst).await?;
+    let standing = admission.headers();
+    log.hold_charge(Charge::new(budgets.clone(), admission));
+    Ok(standing)
 }

@@ -1,7 +1,8 @@
 //! Bedrock stream chunks → Anthropic server-sent events: `event: <type>\ndata: <json>\n\n`,
 //! one frame per chunk, sent as it arrives (events that arrived together share one write); keep-alive pings on silence; `event: error`
-//! when the stream fails after it has begun, or when the Lambda deadline comes near; token
-//! counts taken from Bedrock's metrics.
+//! when the stream fails after it has begun, or when the Lambda deadline comes near; the
+//! stream's usage counted as it goes ([`meter`]), and its charge settled before its last
+//! frame leaves.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -14,10 +15,13 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
+pub mod meter;
+
 use crate::error::ProxyError;
 use crate::translate::request::BEDROCK_METRICS_KEY;
 use crate::upstream::deadline::Deadline;
 use crate::upstream::{EventStream, StartedStream, StreamItem};
+use crate::usage::charge;
 use crate::usage::request_log::{RequestLog, Usage};
 
 /// The keep-alive frame, byte for byte what Anthropic sends.
@@ -94,6 +98,8 @@ pub struct Frame {
     pub carries_tokens: bool,
     /// Token counts, when the event carried Bedrock's metrics.
     pub usage: Option<Usage>,
+    /// `message_start` or `message_delta`, the events that carry Anthropic's counts.
+    pub counts_event: Option<&'static str>,
 }
 
 /// Re-frames one Bedrock chunk payload (one Anthropic event as JSON) as an SSE frame.
@@ -136,6 +142,11 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
         is_stop,
         carries_tokens: kind == "content_block_delta",
         usage,
+        counts_event: match &*kind {
+            "message_start" => Some("message_start"),
+            "message_delta" => Some("message_delta"),
+            _ => None,
+        },
     })
 }
 
@@ -147,6 +158,12 @@ enum State {
     Waiting { ping_owed: bool, first: Option<StreamItem> },
     /// Forwarding Bedrock's events as they arrive, pinging after each silent interval.
     Streaming,
+    /// The last frame is ready and waits for the request's charge to be written, so that the
+    /// charge is in the table when the caller has read the last byte.
+    Settling {
+        last: Bytes,
+        settle: Pin<Box<dyn Future<Output = ()> + Send>>,
+    },
     /// The last frame went out (`message_stop`, or `event: error`); Bedrock's stream is dropped
     /// and never polled again, so an upstream that ended early cannot be polled after its end.
     Ended,
@@ -173,6 +190,9 @@ pub struct SseBody {
     deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
     log: RequestLog,
     saw_stop: bool,
+    /// The frame about to leave is the last (`message_stop`, or `event: error`).
+    closing: bool,
+    meter: meter::Meter,
 }
 
 impl SseBody {
@@ -196,6 +216,8 @@ impl SseBody {
             deadline: deadline.map(|d| (d, Box::pin(tokio::time::sleep_until(d.at)))),
             log,
             saw_stop: false,
+            closing: false,
+            meter: meter::Meter::default(),
         }
     }
 
@@ -229,10 +251,17 @@ impl SseBody {
             Some(Ok(chunk)) => match reframe(&chunk) {
                 Ok(frame) => {
                     if let Some(usage) = frame.usage {
-                        self.log.usage(usage);
+                        self.meter.metrics(usage);
+                        self.log.usage(self.meter.reported());
+                    }
+                    if let Some(kind) = frame.counts_event {
+                        self.meter.event(kind, &chunk);
+                        self.log.usage(self.meter.reported());
                     }
                     self.saw_stop |= frame.is_stop;
+                    self.closing |= frame.is_stop;
                     if frame.carries_tokens {
+                        self.meter.content(chunk.len());
                         self.log.first_token();
                     }
                     Some(frame.bytes)
@@ -295,6 +324,7 @@ impl SseBody {
         let detail = e.log_detail().unwrap_or_else(|| e.to_string());
         tracing::warn!(error = %detail, "stream failed after it began; sending event: error");
         self.end();
+        self.closing = true;
         self.log.outcome(match e {
             ProxyError::DeadlineExceeded(_) => "deadline",
             _ => "stream_error",
@@ -302,6 +332,47 @@ impl SseBody {
         self.log.error(detail);
         self.log.error_type(e.status_and_type().1);
         e.sse_event()
+    }
+}
+
+impl SseBody {
+    /// What the stream used, final or estimated, onto the log line.
+    fn record_usage(&self) {
+        match self.meter.at_end() {
+            (usage, false) => self.log.usage(usage),
+            (usage, true) => self.log.estimated_usage(usage),
+        }
+    }
+
+    /// The last frame is ready: record the usage, and hold the frame until the charge is
+    /// written (at once when the request has none).
+    fn finish(&mut self, last: Bytes, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.closing = false;
+        self.record_usage();
+        let Some(charge) = self.log.take_charge() else {
+            self.end();
+            return Poll::Ready(Some(last));
+        };
+        let spend = self.log.spend();
+        self.state = State::Settling {
+            last,
+            settle: Box::pin(charge.settle(spend)),
+        };
+        self.poll_settling(cx)
+    }
+
+    fn poll_settling(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let State::Settling { settle, .. } = &mut self.state else {
+            return Poll::Ready(None);
+        };
+        if settle.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let State::Settling { last, .. } = std::mem::replace(&mut self.state, State::Ended) else {
+            return Poll::Ready(None);
+        };
+        self.end();
+        Poll::Ready(Some(last))
     }
 }
 
@@ -313,6 +384,7 @@ impl Stream for SseBody {
         let this = self.get_mut();
         let frame = match &mut this.state {
             State::Ended => return Poll::Ready(None),
+            State::Settling { .. } => this.poll_settling(cx),
             State::Waiting { ping_owed, first } => {
                 if std::mem::take(ping_owed) {
                     return Poll::Ready(Some(Ok(Bytes::from_static(PING_FRAME))));
@@ -326,15 +398,32 @@ impl Stream for SseBody {
             }
             State::Streaming => this.poll_streaming(cx),
         };
+        let frame = match frame {
+            Poll::Ready(Some(last)) if this.closing => this.finish(last, cx),
+            other => other,
+        };
         frame.map(|bytes| bytes.map(Ok))
     }
 }
 
 impl Drop for SseBody {
     fn drop(&mut self) {
-        if !matches!(self.state, State::Ended) {
-            // The body was dropped before the end: the caller went away.
-            self.log.outcome("client_gone");
+        match std::mem::replace(&mut self.state, State::Ended) {
+            State::Ended => return,
+            State::Settling { settle, .. } => {
+                // The caller left while the charge was being written: finish the write.
+                self.log.outcome("client_gone");
+                charge::track(settle);
+                return;
+            }
+            State::Waiting { .. } | State::Streaming => {}
+        }
+        // The body was dropped before the end: the caller went away. What was streamed is
+        // still charged; nothing can wait here, so a tracked task writes it.
+        self.log.outcome("client_gone");
+        self.record_usage();
+        if let Some(charge) = self.log.take_charge() {
+            charge::settle_later(charge, self.log.spend());
         }
     }
 }

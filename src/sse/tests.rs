@@ -27,7 +27,8 @@ fn message_stop_loses_bedrock_metrics_and_reports_usage() {
             input: 12,
             output: 34,
             cache_read: 7,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: None,
         })
     );
 }

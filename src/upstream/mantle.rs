@@ -30,7 +30,6 @@ use crate::error::ProxyError;
 use crate::sync::IgnorePoison;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::{EventStream, StartedStream};
-use crate::usage::request_log::{RequestLog, Usage};
 
 /// The SigV4 service name Mantle checks (signing as `bedrock` is refused with a permission error).
 pub const SIGNING_NAME: &str = "bedrock-mantle";
@@ -109,12 +108,11 @@ impl Mantle {
         body: &Bytes,
         betas: Option<String>,
         first_event_wait: Duration,
-        log: &RequestLog,
     ) -> Result<StartedStream, ProxyError> {
         policy
             .run(|| async {
                 let response = self.send(policy, MESSAGES_PATH, body, betas.as_deref()).await?;
-                StartedStream::begin(events(response.into_body(), log.clone()), first_event_wait).await
+                StartedStream::begin(events(response.into_body()), first_event_wait).await
             })
             .await
     }
@@ -285,22 +283,18 @@ fn from_anthropic(kind: Option<&str>, status: u16, message: String) -> ProxyErro
 }
 
 /// Mantle's SSE body as a stream of event payloads (the JSON of each `data:`), split at the
-/// blank line that ends each event. `event: error` ends the stream with the matching error; the
-/// token counts of `message_start` and `message_delta` go to the request's log line. Dropping
-/// the stream drops the body, which closes Mantle's connection.
-fn events(body: hyper::body::Incoming, log: RequestLog) -> EventStream {
+/// blank line that ends each event. `event: error` ends the stream with the matching error
+/// (the SSE writer counts the usage of what passes, as it does for InvokeModel). Dropping the
+/// stream drops the body, which closes Mantle's connection.
+fn events(body: hyper::body::Incoming) -> EventStream {
     struct State {
         body: BodyStream<hyper::body::Incoming>,
         buffer: BytesMut,
-        usage: Usage,
-        log: RequestLog,
         done: bool,
     }
     let state = State {
         body: BodyStream::new(body),
         buffer: BytesMut::new(),
-        usage: Usage::default(),
-        log,
         done: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut s| async move {
@@ -323,13 +317,7 @@ fn events(body: hyper::body::Incoming, log: RequestLog) -> EventStream {
                             .to_string();
                         return Some((Err(from_anthropic(kind, 500, message)), s));
                     }
-                    Some(Event { name, data }) => {
-                        if name == "message_start" || name == "message_delta" {
-                            record_usage(&mut s.usage, &name, &data);
-                            s.log.usage(s.usage);
-                        }
-                        return Some((Ok(data), s));
-                    }
+                    Some(Event { data, .. }) => return Some((Ok(data), s)),
                     // A comment or an event without data: nothing to forward.
                     None => continue,
                 }
@@ -405,41 +393,6 @@ fn parse_event(block: &Bytes) -> Option<Event> {
             .unwrap_or_default();
     }
     Some(Event { name, data })
-}
-
-/// `message_start` carries the input and cache counts, `message_delta` the output so far.
-fn record_usage(usage: &mut Usage, event: &str, data: &[u8]) {
-    // Typed and borrowing: only the counts are read, the rest of the event is skipped
-    // (a whole `Value` here cost more CPU than the rest of the event's handling).
-    #[derive(serde::Deserialize)]
-    struct Counts {
-        input_tokens: Option<u64>,
-        output_tokens: Option<u64>,
-        cache_read_input_tokens: Option<u64>,
-        cache_creation_input_tokens: Option<u64>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Start {
-        message: Delta,
-    }
-    #[derive(serde::Deserialize)]
-    struct Delta {
-        usage: Option<Counts>,
-    }
-    let counts = match event {
-        "message_start" => serde_json::from_slice::<Start>(data).ok().and_then(|s| s.message.usage),
-        _ => serde_json::from_slice::<Delta>(data).ok().and_then(|d| d.usage),
-    };
-    let Some(counts) = counts else { return };
-    let set = |slot: &mut u64, value: Option<u64>| {
-        if let Some(value) = value {
-            *slot = value;
-        }
-    };
-    set(&mut usage.input, counts.input_tokens);
-    set(&mut usage.output, counts.output_tokens);
-    set(&mut usage.cache_read, counts.cache_read_input_tokens);
-    set(&mut usage.cache_write, counts.cache_creation_input_tokens);
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ impl Upstream {
             ),
             (Api::Mantle, true) => Answer::Stream(
                 send_healing(healer, upstream, log, |body, betas| async move {
-                    mantle.messages_stream(policy, &body, betas, ping, log).await
+                    mantle.messages_stream(policy, &body, betas, ping).await
                 })
                 .await?,
             ),

@@ -2,9 +2,14 @@
 //! is also a CloudWatch Embedded Metric Format record, which CloudWatch Logs turns into metrics
 //! (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 //!
-//! Dimension sets are `[]` (the totals, which alarms read), `[caller]`, `[model]` and
-//! `[caller, model]`, where `model` is the Bedrock model ID; every metric is present on every
-//! line, as a number, so that sums and rates are right over any period.
+//! Dimension sets are `[]` (the totals, which alarms read), `[model]`, `[group]` and
+//! `[group, model]`, and for static tokens also `[caller]` and `[caller, model]`. Every unique
+//! dimension value is a metric CloudWatch bills for, so each is drawn from a bounded set:
+//! `model` is the Bedrock ID of a model in the built-in catalogue, else `other` (a caller may
+//! send any name); `group` is a group of the token secret; `caller` is a dimension only for
+//! static tokens (the secret's names), never for JWT callers, who may be thousands. Every
+//! metric is present on every line, as a number, so that sums and rates are right over any
+//! period.
 
 use serde_json::{json, Map, Value};
 
@@ -34,6 +39,31 @@ pub struct RequestMetrics {
     pub fallbacks: u64,
     /// True when the request was healed after a refusal.
     pub healed: bool,
+    /// What the request cost in dollars (0 for a model with no price: the log line says so).
+    pub cost_usd: f64,
+}
+
+/// Which optional dimension sets a line declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dimensions {
+    /// The caller's name is a dimension (static tokens only).
+    pub caller: bool,
+}
+
+/// The `model` dimension of a Bedrock ID: the ID itself for a model of the built-in catalogue
+/// (with any profile prefix), else `other`.
+pub fn model_dimension(bedrock_id: Option<&str>) -> &str {
+    let Some(id) = bedrock_id else {
+        return "-";
+    };
+    let base = crate::translate::models::base_model_id(id);
+    let known = crate::translate::catalogue::MODELS.iter().any(|m| m.bedrock_id == base);
+    // Profile prefixes are a fixed set, so a known base ID keeps the set bounded.
+    if known && id.len() <= base.len() + 8 {
+        id
+    } else {
+        "other"
+    }
 }
 
 /// Every metric name with its unit, in the order written.
@@ -49,12 +79,20 @@ pub const METRICS: &[(&str, &str)] = &[
     ("Throttles", "Count"),
     ("Fallbacks", "Count"),
     ("Healed", "Count"),
+    ("CostUSD", "None"),
 ];
 
 /// Adds the EMF directive and the metric values to a log record's `fields` (which already
-/// hold `caller` and `model`, the dimensions). `timestamp_ms` is milliseconds since the epoch.
-pub fn add_emf(fields: &mut Map<String, Value>, namespace: &str, timestamp_ms: u64, m: &RequestMetrics) {
-    for dimension in ["caller", "model"] {
+/// hold `caller`, `group` and `model`, the dimensions). `timestamp_ms` is milliseconds since
+/// the epoch.
+pub fn add_emf(
+    fields: &mut Map<String, Value>,
+    namespace: &str,
+    timestamp_ms: u64,
+    m: &RequestMetrics,
+    dimensions: Dimensions,
+) {
+    for dimension in ["caller", "group", "model"] {
         if !fields.get(dimension).is_some_and(Value::is_string) {
             fields.insert(dimension.into(), Value::String("-".into()));
         }
@@ -63,18 +101,22 @@ pub fn add_emf(fields: &mut Map<String, Value>, namespace: &str, timestamp_ms: u
         .iter()
         .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
         .collect();
+    let mut dimension_sets = vec![json!([]), json!(["model"]), json!(["group"]), json!(["group", "model"])];
+    if dimensions.caller {
+        dimension_sets.extend([json!(["caller"]), json!(["caller", "model"])]);
+    }
     fields.insert(
         "_aws".into(),
         json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [[], ["caller"], ["model"], ["caller", "model"]],
+                "Dimensions": dimension_sets,
                 "Metrics": metrics,
             }],
         }),
     );
-    let values: [(&str, f64); 11] = [
+    let values: [(&str, f64); 12] = [
         ("Requests", 1.0),
         ("InputTokens", m.input_tokens as f64),
         ("OutputTokens", m.output_tokens as f64),
@@ -86,6 +128,7 @@ pub fn add_emf(fields: &mut Map<String, Value>, namespace: &str, timestamp_ms: u
         ("Throttles", m.throttles as f64),
         ("Fallbacks", m.fallbacks as f64),
         ("Healed", if m.healed { 1.0 } else { 0.0 }),
+        ("CostUSD", m.cost_usd),
     ];
     for (name, value) in values {
         fields.insert(name.into(), json!(value));
@@ -114,7 +157,13 @@ mod tests {
             throttles: 3,
             ..RequestMetrics::default()
         };
-        add_emf(&mut fields, DEFAULT_NAMESPACE, 1_700_000_000_000, &m);
+        add_emf(
+            &mut fields,
+            DEFAULT_NAMESPACE,
+            1_700_000_000_000,
+            &m,
+            Dimensions { caller: true },
+        );
         let directive = &fields["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], DEFAULT_NAMESPACE);
         for set in directive["Dimensions"].as_array().unwrap() {
@@ -140,8 +189,29 @@ mod tests {
     #[test]
     fn missing_dimensions_get_a_placeholder() {
         let mut fields = Map::new();
-        add_emf(&mut fields, "NS", 0, &RequestMetrics::default());
+        add_emf(&mut fields, "NS", 0, &RequestMetrics::default(), Dimensions::default());
         assert_eq!(fields["caller"], "-");
         assert_eq!(fields["model"], "-");
+        // Without a bounded caller, no dimension set names it.
+        let sets = fields["_aws"]["CloudWatchMetrics"][0]["Dimensions"].to_string();
+        assert!(!sets.contains("caller"), "{sets}");
+    }
+
+    #[test]
+    fn only_catalogue_models_become_model_dimensions() {
+        assert_eq!(
+            model_dimension(Some("us.anthropic.claude-opus-5-5")),
+            "us.anthropic.claude-opus-5-5"
+        );
+        assert_eq!(
+            model_dimension(Some("anthropic.claude-haiku-4-5-20251001-v1:0")),
+            "anthropic.claude-haiku-4-5-20251001-v1:0"
+        );
+        assert_eq!(model_dimension(Some("us.anthropic.claude-made-up-1234")), "other");
+        assert_eq!(
+            model_dimension(Some("arn:aws:bedrock:us-east-1:1:application-inference-profile/x")),
+            "other"
+        );
+        assert_eq!(model_dimension(None), "-");
     }
 }

@@ -1,5 +1,5 @@
-//! One log line per request: request id, caller, model asked, Bedrock model, status, latency
-//! and token counts. Never a token, never prompt or completion text.
+//! One log line per request: request id, caller, model asked, Bedrock model, status, latency,
+//! token counts and cost. Never a token, never prompt or completion text.
 //!
 //! A stream outlives its handler, so the record is shared (`Arc`) between the middleware, the
 //! handler and the stream, and the line is written when the last of them lets go.
@@ -7,8 +7,11 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sync::IgnorePoison;
-use crate::usage::budgets::Budgets;
-use crate::usage::metrics::{add_emf, RequestMetrics};
+use crate::usage::budgets::Spend;
+use crate::usage::charge::Charge;
+use crate::usage::cost::{cost_usd, Usd};
+use crate::usage::metrics::{add_emf, Dimensions, RequestMetrics};
+use crate::usage::prices::PriceTable;
 use std::time::Instant;
 
 /// Token counts reported by Bedrock.
@@ -22,9 +25,20 @@ pub struct Usage {
     pub cache_read: u64,
     /// Input tokens written to the prompt cache.
     pub cache_write: u64,
+    /// Of those, the tokens written to the 1-hour cache, when the answer says
+    /// (`usage.cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_write_1h: Option<u64>,
 }
 
 impl Usage {
+    /// Every token, cache included: what token budgets count.
+    pub fn total(&self) -> u64 {
+        self.input
+            .saturating_add(self.output)
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
+    }
+
     /// Reads Anthropic's `usage` object (`input_tokens`, `output_tokens`, cache counts).
     pub fn from_anthropic(usage: &serde_json::Value) -> Self {
         let n = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
@@ -33,6 +47,10 @@ impl Usage {
             output: n("output_tokens"),
             cache_read: n("cache_read_input_tokens"),
             cache_write: n("cache_creation_input_tokens"),
+            cache_write_1h: usage
+                .get("cache_creation")
+                .and_then(|c| c.get("ephemeral_1h_input_tokens"))
+                .and_then(serde_json::Value::as_u64),
         }
     }
 
@@ -44,6 +62,7 @@ impl Usage {
             output: n("outputTokenCount"),
             cache_read: n("cacheReadInputTokenCount"),
             cache_write: n("cacheWriteInputTokenCount"),
+            cache_write_1h: None,
         }
     }
 }
@@ -69,8 +88,38 @@ struct Record {
     throttles: u64,
     fallbacks: u64,
     first_token: Option<Instant>,
-    /// Where the answer's tokens are charged once it is done.
-    charge: Option<(Arc<Budgets>, String)>,
+    /// True when the usage is the proxy's estimate of a stream that ended early, not counts
+    /// Bedrock reported.
+    usage_estimated: bool,
+    /// Set for Messages requests: the prices their cost is computed at.
+    prices: Option<Arc<PriceTable>>,
+    /// The request marked a block `"ttl": "1h"` (prices cache writes of unknown split).
+    asked_1h_cache: bool,
+    /// The caller's group, a metrics dimension.
+    group: Option<String>,
+    /// The caller's name may be a metrics dimension (a static token's: a bounded set).
+    caller_is_dimension: bool,
+    /// Where the answer's spend is charged once it is done.
+    charge: Option<Charge>,
+}
+
+impl Record {
+    /// The request's cost in dollars: `Some(0.0)` for requests that are not billed (no
+    /// Messages call), `None` for a model with no price.
+    fn cost(&self) -> Option<f64> {
+        let Some(prices) = &self.prices else {
+            return Some(0.0);
+        };
+        let (Some(asked), Some(bedrock)) = (&self.model, &self.bedrock_model) else {
+            return Some(0.0);
+        };
+        let usage = self.usage.unwrap_or_default();
+        if usage == Usage::default() {
+            return Some(0.0);
+        }
+        let price = prices.lookup(asked, bedrock)?;
+        Some(cost_usd(&price, &usage, self.asked_1h_cache))
+    }
 }
 
 /// Inside Lambda, the CloudWatch namespace of the request lines' metrics (EMF); unset
@@ -91,16 +140,16 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let r = self.record.get_mut().ignore_poison();
         let usage = r.usage.unwrap_or_default();
-        if let Some((budgets, caller)) = r.charge.take() {
-            let tokens = usage.input + usage.output + usage.cache_read + usage.cache_write;
-            if tokens > 0 {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move { budgets.record(&caller, tokens).await });
-                }
-            }
+        if let Some(charge) = r.charge.take() {
+            // Every path that ends a request settles its charge before this; one left here is
+            // a bug, and is still written rather than lost.
+            let spend = spend_of(r);
+            tracing::warn!("a request's charge was settled only when its log line was written");
+            crate::usage::charge::settle_later(charge, spend);
         }
+        let cost = r.cost();
         if let Some(namespace) = METRICS_NAMESPACE.get() {
-            emf_line(r, &usage, self.started, namespace);
+            emf_line(r, &usage, cost, self.started, namespace);
             return;
         }
         tracing::info!(
@@ -122,6 +171,9 @@ impl Drop for Inner {
             output_tokens = usage.output,
             cache_read_input_tokens = usage.cache_read,
             cache_creation_input_tokens = usage.cache_write,
+            usage_estimated = r.usage_estimated,
+            cost_usd = cost.unwrap_or(f64::NAN),
+            priced = cost.is_some(),
             "request"
         );
     }
@@ -130,7 +182,7 @@ impl Drop for Inner {
 /// The request line as one JSON object that is also an EMF record, written straight to stdout
 /// (CloudWatch Logs reads the function's stdout; EMF needs its keys at the top level, which the
 /// tracing JSON layer nests under `fields`).
-fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
+fn emf_line(r: &Record, usage: &Usage, cost: Option<f64>, started: Instant, namespace: &str) {
     use std::io::Write;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut fields = serde_json::Map::new();
@@ -146,8 +198,13 @@ fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
     put("caller", r.caller.as_deref().unwrap_or("-").into());
     put("session_id", r.session_id.as_deref().unwrap_or("-").into());
     put("agent_id", r.agent_id.as_deref().unwrap_or("-").into());
-    // The metrics' `model` dimension is the Bedrock ID; the name asked for stays beside it.
-    put("model", r.bedrock_model.as_deref().unwrap_or("-").into());
+    // The metrics' `model` dimension is the Bedrock ID of a known model (else "other": any
+    // string a caller sends must not become a metric); the name asked for stays beside it.
+    put(
+        "model",
+        crate::usage::metrics::model_dimension(r.bedrock_model.as_deref()).into(),
+    );
+    put("group", r.group.as_deref().unwrap_or("-").into());
     put("bedrock_model", r.bedrock_model.as_deref().unwrap_or("-").into());
     put("requested_model", r.model.as_deref().unwrap_or("-").into());
     put("stream", r.stream.into());
@@ -160,7 +217,15 @@ fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
     put("output_tokens", usage.output.into());
     put("cache_read_input_tokens", usage.cache_read.into());
     put("cache_creation_input_tokens", usage.cache_write.into());
+    put("usage_estimated", r.usage_estimated.into());
+    // null for a model with no price: unknown, never guessed.
+    put(
+        "cost_usd",
+        cost.map_or(serde_json::Value::Null, serde_json::Value::from),
+    );
+    put("priced", cost.is_some().into());
     let metrics = RequestMetrics {
+        cost_usd: cost.unwrap_or(0.0),
         input_tokens: usage.input,
         output_tokens: usage.output,
         cache_read_input_tokens: usage.cache_read,
@@ -175,11 +240,21 @@ fn emf_line(r: &Record, usage: &Usage, started: Instant, namespace: &str) {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    add_emf(&mut fields, namespace, now_ms, &metrics);
+    let dimensions = Dimensions {
+        caller: r.caller_is_dimension,
+    };
+    add_emf(&mut fields, namespace, now_ms, &metrics, dimensions);
     let mut line = serde_json::Value::Object(fields).to_string();
     line.push('\n');
     // One write per line, so that lines of concurrent requests never interleave.
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
+fn spend_of(r: &Record) -> Spend {
+    Spend {
+        tokens: r.usage.unwrap_or_default().total(),
+        usd: Usd::from_dollars_ceil(r.cost().unwrap_or(0.0)),
+    }
 }
 
 /// A handle on one request's log record; clones share it.
@@ -272,9 +347,46 @@ impl RequestLog {
         self.update(|r| r.error_type = Some(kind));
     }
 
-    /// Charges the answer's tokens to `caller`'s budgets when the request is done.
-    pub fn charge_to(&self, budgets: Arc<Budgets>, caller: &str) {
-        self.update(|r| r.charge = Some((budgets, caller.to_string())));
+    /// Marks a Messages request, whose cost is computed at `prices`; `asked_1h_cache` when it
+    /// marked a block `"ttl": "1h"`.
+    pub fn priced_by(&self, prices: Arc<PriceTable>, asked_1h_cache: bool) {
+        self.update(|r| {
+            r.prices = Some(prices);
+            r.asked_1h_cache = asked_1h_cache;
+        });
+    }
+
+    /// Records the caller's group (a metrics dimension) and whether its name may be one.
+    pub fn dimensions(&self, group: Option<&str>, caller_is_dimension: bool) {
+        self.update(|r| {
+            r.group = group.map(str::to_string);
+            r.caller_is_dimension = caller_is_dimension;
+        });
+    }
+
+    /// Holds the request's charge until the answer is done ([`RequestLog::take_charge`]).
+    pub fn hold_charge(&self, charge: Charge) {
+        self.update(|r| r.charge = Some(charge));
+    }
+
+    /// The charge, for the path that ends the request to settle.
+    pub fn take_charge(&self) -> Option<Charge> {
+        let mut guard = self.0.record.lock().ignore_poison();
+        guard.charge.take()
+    }
+
+    /// What the request used so far, in tokens and dollars (no dollars for an unpriced model).
+    pub fn spend(&self) -> Spend {
+        let guard = self.0.record.lock().ignore_poison();
+        spend_of(&guard)
+    }
+
+    /// Records usage the proxy estimated (a stream that ended early).
+    pub fn estimated_usage(&self, usage: Usage) {
+        self.update(|r| {
+            r.usage = Some(usage);
+            r.usage_estimated = true;
+        });
     }
 
     /// Records token counts.

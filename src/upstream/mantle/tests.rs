@@ -15,30 +15,6 @@ fn events_are_split_at_blank_lines_and_keep_their_data_byte_for_byte() {
 }
 
 #[test]
-fn usage_comes_from_message_start_and_message_delta() {
-    let mut usage = Usage::default();
-    record_usage(
-        &mut usage,
-        "message_start",
-        br#"{"type":"message_start","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":1}}}"#,
-    );
-    record_usage(
-        &mut usage,
-        "message_delta",
-        br#"{"type":"message_delta","usage":{"output_tokens":40}}"#,
-    );
-    assert_eq!(
-        usage,
-        Usage {
-            input: 12,
-            output: 40,
-            cache_read: 3,
-            cache_write: 0
-        }
-    );
-}
-
-#[test]
 fn anthropic_errors_map_to_ours() {
     let cases = [
         (

@@ -1,0 +1,105 @@
+//! A usage table in moto's DynamoDB, and a harness whose budgets are kept there while Bedrock
+//! is the emulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType};
+use bedrock_anthropic_proxy::app;
+use bedrock_anthropic_proxy::usage::budgets::Budgets;
+
+use super::{harness, moto::moto, sdk_config, Harness};
+
+/// A fresh on-demand table with the proxy's key schema; its client and name.
+pub async fn usage_table() -> (aws_sdk_dynamodb::Client, String) {
+    let sdk = sdk_config(moto()).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap();
+    let table = format!("usage-{}-{}", std::process::id(), u32::from_le_bytes(b));
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .send()
+        .await
+        .expect("create the usage table in moto");
+    (client, table)
+}
+
+/// A harness (emulator for Bedrock, `env` on top) whose budgets live in `table` at moto.
+pub async fn budget_harness(env: &[(&str, &str)], table: &str, reserve_percent: u64) -> Harness {
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    // Makes the state build its budgets; they are then pointed at moto below.
+    env.push(("USAGE_TABLE", table));
+    let h = harness(&env).await;
+    let Harness {
+        emulator,
+        state,
+        app: router,
+    } = h;
+    drop(router);
+    let mut state = Arc::try_unwrap(state).unwrap_or_else(|_| panic!("the state is not shared yet"));
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(moto()).await);
+    state.budgets = Some(Arc::new(Budgets::with_reserve_percent(
+        client,
+        table.to_string(),
+        state.config.budget_read_every,
+        reserve_percent,
+    )));
+    let state = Arc::new(state);
+    Harness {
+        app: app(state.clone()),
+        state,
+        emulator,
+    }
+}
+
+/// The number attribute `name` of an account's item (`day#…` / `month#…` prefix), summed over
+/// matching items: 0 when there is none.
+pub async fn stored(client: &aws_sdk_dynamodb::Client, table: &str, account: &str, sk_prefix: &str, name: &str) -> i64 {
+    let items = client.scan().table_name(table).send().await.expect("scan");
+    items
+        .items()
+        .iter()
+        .filter(|i| i["pk"] == AttributeValue::S(account.to_string()))
+        .filter(|i| i["sk"].as_s().is_ok_and(|s| s.starts_with(sk_prefix)))
+        .filter_map(|i| {
+            i.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+        })
+        .sum()
+}
+
+/// Waits up to `limit` for `check` to hold, polling.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
