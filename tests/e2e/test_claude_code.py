@@ -36,14 +36,16 @@ def claude_bin() -> Path:
     return Path(path)
 
 
-def run_claude(claude_bin: Path, proxy, tmp_path: Path, prompt: str, *args: str) -> subprocess.CompletedProcess:
+def run_claude(
+    claude_bin: Path, proxy, tmp_path: Path, prompt: str, *args: str, token: str = TOKEN
+) -> subprocess.CompletedProcess:
     home = tmp_path / "home"
     project = home / "project"
     project.mkdir(parents=True, exist_ok=True)
     env = minimal_env(
         HOME=str(home),
         ANTHROPIC_BASE_URL=proxy.url,
-        ANTHROPIC_AUTH_TOKEN=TOKEN,
+        ANTHROPIC_AUTH_TOKEN=token,
         DISABLE_TELEMETRY="1",
         DISABLE_AUTOUPDATER="1",
         DISABLE_ERROR_REPORTING="1",
