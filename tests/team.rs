@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType};
 use axum::body::Body;
 use bedrock_anthropic_proxy::auth::policy::CallerPolicy;
 use bedrock_anthropic_proxy::usage::budgets::Budgets;
@@ -140,47 +139,9 @@ async fn a_throttled_model_fails_over_to_its_fallback_before_the_first_byte() {
     assert_eq!(reply.status, 429);
 }
 
-async fn usage_table() -> (aws_sdk_dynamodb::Client, String) {
-    let sdk = common::sdk_config(common::moto::moto()).await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = format!("usage-{}", std::process::id() as u64 * 1000 + rand_suffix());
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .expect("create the usage table in moto");
-    (client, table)
-}
-
-fn rand_suffix() -> u64 {
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).unwrap();
-    u64::from(u16::from_le_bytes(b))
-}
-
 #[tokio::test]
 async fn a_caller_over_its_daily_budget_gets_a_429_that_says_which_budget_and_when_it_resets() {
-    let (client, table) = usage_table().await;
+    let (client, table) = common::moto::usage_table().await;
     let budgets = Budgets::new(client.clone(), table.clone(), Duration::from_secs(3600));
     let policy = CallerPolicy {
         daily_tokens: Some(1000),
