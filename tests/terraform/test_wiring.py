@@ -347,8 +347,8 @@ def test_every_environment_name_terraform_sets_is_read_by_the_binary():
 
 
 def configuration_table_names() -> set:
-    """Variable names in the first column of docs/configuration.md's table under "## Configuration"."""
-    section = CONFIGURATION_MD.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    """Variable names in the first column of docs/configuration.md's table under "## Environment variables"."""
+    section = CONFIGURATION_MD.read_text().split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]{2,})`", row.split("|")[1])}
 
