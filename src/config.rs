@@ -1,6 +1,6 @@
 //! Typed configuration, read once from the environment at start-up.
 //!
-//! Every variable the binaries read is named here, so the README's configuration table and the
+//! Every variable the binaries read is named here, so docs/configuration.md's table and the
 //! Terraform wiring can be checked against this one file.
 
 use std::collections::HashMap;

@@ -29,6 +29,7 @@ import hcl2  # noqa: E402  (after the check above: the fork would shadow it)
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 CONFIG_RS = REPO / "src" / "config.rs"
+CONFIGURATION_MD = REPO / "docs" / "configuration.md"
 
 PROXY_ACTIONS = {"bedrock-mantle:CountTokens", "secretsmanager:GetSecretValue"}
 RUNTIME_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"}
@@ -343,6 +344,30 @@ def test_every_environment_name_terraform_sets_is_read_by_the_binary():
 
     assert len(names) >= 12
     assert not missing, f"set by Terraform but no string literal in src/config.rs: {missing}"
+
+
+def configuration_table_names() -> set:
+    """Variable names in the first column of docs/configuration.md's table under "## Environment variables"."""
+    section = CONFIGURATION_MD.read_text().split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]{2,})`", row.split("|")[1])}
+
+
+def test_configuration_page_has_a_row_for_every_setting_the_binary_reads_and_no_other():
+    code = config_rs().split("#[cfg(test)]")[0]
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', code))
+    documented = configuration_table_names()
+
+    undocumented = sorted(read - documented)
+    unread = sorted(
+        n
+        for n in documented - read
+        if not ENDPOINT_OVERRIDE.match(n) and not (n == "RUST_LOG" and reads_rust_log_through_env_filter())
+    )
+
+    assert len(read) >= 20
+    assert not undocumented, f"src/config.rs reads these but docs/configuration.md has no row for them: {undocumented}"
+    assert not unread, f"docs/configuration.md documents these but src/config.rs does not read them: {unread}"
 
 
 def test_every_setting_the_binary_reads_can_be_set_from_terraform():
@@ -720,9 +745,10 @@ def test_every_variable_is_typed_and_described():
 # -- documentation ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("readme_path", [TERRAFORM / "README.md", TERRAFORM.parent / "README.md"])
+# The inputs and outputs table lives in terraform/README.md only; the top-level README links to it.
 @pytest.mark.parametrize("kind, source", [("variable", "variables.tf"), ("output", "outputs.tf")])
-def test_readme_lists_every_root_input_and_output(kind, source, readme_path):
+def test_readme_lists_every_root_input_and_output(kind, source):
+    readme_path = TERRAFORM / "README.md"
     readme = readme_path.read_text()
 
     missing = [name for name, _ in labelled(TERRAFORM / source, kind) if f"`{name}`" not in readme]
