@@ -288,7 +288,8 @@ def test_cors_default_allows_every_header_the_browser_sdk_sends():
 
     # An empty or shrunken list would make this pass for the wrong reason.
     assert len(seen) >= 13 and "anthropic-dangerous-direct-browser-access" in seen
-    assert not seen - allowed, f"a default deploy blocks the browser SDK: cors_allow_headers lacks {sorted(seen - allowed)}"
+    missing = sorted(seen - allowed)
+    assert not missing, f"a default deploy blocks the browser SDK; cors_allow_headers lacks {missing}"
     # Sent by Claude Code, earlier SDKs and callers who set them, though not by SDK 1.x's defaults.
     assert {"x-api-key", "anthropic-beta"} <= allowed
 
