@@ -4,8 +4,8 @@
 # Installs what it needs (Python tools into .venv, never the system Python), checks formatting
 # and lints, starts moto_server (Secrets Manager) on loopback, runs the Rust unit and
 # integration tests (which start the Bedrock emulator in-process), the Python end-to-end tests
-# (official anthropic SDK, Claude Code itself, raw HTTP, cargo lambda watch), and the Terraform
-# checks. Every server it starts is stopped on exit.
+# (official anthropic SDK, Claude Code itself, the TypeScript SDK in headless chromium, raw HTTP,
+# cargo lambda watch), and the Terraform checks. Every server it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,6 +42,23 @@ fi
 CLAUDE_CODE_BIN=$(claude_code_bin) || { echo "no runnable Claude Code binary under $CLAUDE_CODE_DIR"; exit 1; }
 export CLAUDE_CODE_BIN
 "$CLAUDE_CODE_BIN" --version
+
+step "headless chromium (Debian) and the browser test's npm packages (pinned)"
+# tests/e2e/test_browser.py drives the official TypeScript SDK in Debian's chromium through
+# puppeteer-core, which never downloads a browser of its own. CHROMIUM_BIN may name another
+# Chromium build instead (GitHub's Ubuntu runners have no Debian chromium, but a Chrome).
+if [ -z "${CHROMIUM_BIN:-}" ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium >/dev/null
+  fi
+  CHROMIUM_BIN=$(command -v chromium)
+fi
+export CHROMIUM_BIN
+"$CHROMIUM_BIN" --version 2>/dev/null
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -83,7 +100,7 @@ cargo test --workspace
 step "build the binaries the end-to-end tests run"
 cargo build --workspace --bins
 
-step "pytest (anthropic SDK, Claude Code, raw HTTP, cargo lambda watch, log scan)"
+step "pytest (anthropic SDK, Claude Code, TypeScript SDK in chromium, raw HTTP, cargo lambda watch, log scan)"
 pytest -q tests/e2e
 
 step "fuzz: a short bounded pass over request translation and SSE re-framing"

@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 CONFIG_RS = REPO / "src" / "config.rs"
 CONFIGURATION_MD = REPO / "docs" / "configuration.md"
+# What the official TypeScript SDK's CORS preflights asked for in tests/e2e/test_browser.py.
+BROWSER_PREFLIGHT_HEADERS = REPO / "tests" / "browser" / "preflight-headers.json"
 
 PROXY_ACTIONS = {"bedrock-mantle:CountTokens", "secretsmanager:GetSecretValue"}
 RUNTIME_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"}
@@ -279,6 +281,33 @@ def test_cors_lives_only_in_the_function_url_block():
     assert {"authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"} <= set(headers)
     assert cors_blocks == 1
     assert "CORS_ALLOW_ORIGINS" not in proxy_environment_names()
+
+
+def test_cors_default_allows_every_header_the_browser_sdk_sends():
+    allowed = {h.lower() for h in unquote(variable(ROOT_VARIABLES, "cors_allow_headers")["default"])}
+    seen = {h.lower() for h in json.loads(BROWSER_PREFLIGHT_HEADERS.read_text())["headers"]}
+
+    # An empty or shrunken list would make this pass for the wrong reason.
+    assert len(seen) >= 13 and "anthropic-dangerous-direct-browser-access" in seen
+    missing = sorted(seen - allowed)
+    assert not missing, f"a default deploy blocks the browser SDK; cors_allow_headers lacks {missing}"
+    # Sent by Claude Code, earlier SDKs and callers who set them, though not by SDK 1.x's defaults.
+    assert {"x-api-key", "anthropic-beta"} <= allowed
+
+
+def test_cors_default_exposes_what_the_sdk_reads():
+    exposed = {h.lower() for h in unquote(variable(ROOT_VARIABLES, "cors_expose_headers")["default"])}
+
+    assert {"request-id", "retry-after", "x-should-retry"} <= exposed
+
+
+def test_proxy_reserves_concurrency_by_default():
+    default = variable(ROOT_VARIABLES, "reserved_concurrency")["default"]
+    function = one(FUNCTION_MAIN, "resource", "aws_lambda_function", "this")
+
+    assert isinstance(default, int) and default > 0
+    assert module_call("proxy")["reserved_concurrency"] == "${var.reserved_concurrency}"
+    assert function["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
 
 
 # -- environment ------------------------------------------------------------------
