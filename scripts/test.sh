@@ -7,11 +7,11 @@
 # (official anthropic SDK, Claude Code itself, the TypeScript SDK in headless chromium, raw HTTP,
 # cargo lambda watch), and the Terraform checks. Every server it starts is stopped on exit.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
 
-step() { printf '\n==> %s\n' "$*"; }
 
 step "python tools (.venv)"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -66,33 +66,13 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
 step "moto_server (Secrets Manager) on loopback"
 mkdir -p "$ROOT/target"
 MOTO_PORT=$(free_port)
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/target/moto.log" 2>&1 &
-PIDS+=($!)
+track $!
 export MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
-python3 - "$MOTO_ENDPOINT" <<'PY' || { echo "moto_server did not start"; cat "$ROOT/target/moto.log"; exit 1; }
-import sys, time, urllib.request
-for _ in range(150):
-    try:
-        urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.2)
-sys.exit(1)
-PY
+wait_url "$MOTO_ENDPOINT/moto-api/" 30 || { echo "moto_server did not start"; cat "$ROOT/target/moto.log"; exit 1; }
 
 step "cargo test (unit + integration, Bedrock emulator in-process, moto at $MOTO_ENDPOINT)"
 cargo test --workspace
