@@ -8,6 +8,7 @@ mod common;
 mod endpoints;
 mod messages;
 mod reliability;
+mod security;
 mod streaming;
 
 use std::time::{Duration, Instant};
