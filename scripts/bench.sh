@@ -17,6 +17,7 @@
 # The measuring is done by bench/ (proxy-bench); this script builds, starts and stops servers.
 # Every server it starts is stopped on exit.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/target/bench
@@ -40,22 +41,8 @@ LITELLM_WORKERS=${LITELLM_WORKERS:-$(nproc)}
 TOKEN=sk-bench-token
 START=$(date +%s)
 
-step() { printf '\n==> %s\n' "$*" >&2; }
 
-PIDS=()
-cleanup() {
-  local pid kid
-  for pid in "${PIDS[@]}"; do
-    # LiteLLM's uvicorn workers are children of the pid we started.
-    for kid in $(pgrep -P "$pid" 2>/dev/null || true); do kill "$kid" 2>/dev/null || true; done
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { # port seconds name
   local i
   for ((i = 0; i < $2 * 20; i++)); do
@@ -101,7 +88,7 @@ step "machine"
 step "bedrock emulator"
 "$BIN/bedrock-emulator" --addr 127.0.0.1:0 >"$OUT/emulator.out" 2>&1 &
 EMU_PID=$!
-PIDS+=("$EMU_PID")
+track "$EMU_PID"
 for _ in $(seq 100); do grep -q LISTENING "$OUT/emulator.out" && break; sleep 0.05; done
 EMU=$(sed -n 's/^LISTENING //p' "$OUT/emulator.out")
 [ -n "$EMU" ] || { echo "bench.sh: the emulator did not start" >&2; cat "$OUT/emulator.out" >&2; exit 1; }
@@ -117,7 +104,7 @@ PROXY_PORT=$(free_port)
 env "${proxy_env[@]}" BEDROCK_API=invoke LISTEN_ADDR=127.0.0.1:$PROXY_PORT "$BIN/bedrock-anthropic-proxy" \
   2>"$OUT/proxy.log" &
 PROXY_PID=$!
-PIDS+=("$PROXY_PID")
+track "$PROXY_PID"
 wait_port "$PROXY_PORT" 10 proxy
 
 step "proxy (mantle): the same binary, BEDROCK_API=mantle"
@@ -125,7 +112,7 @@ MANTLE_PORT=$(free_port)
 env "${proxy_env[@]}" BEDROCK_API=mantle LISTEN_ADDR=127.0.0.1:$MANTLE_PORT "$BIN/bedrock-anthropic-proxy" \
   2>"$OUT/proxy-mantle.log" &
 MANTLE_PID=$!
-PIDS+=("$MANTLE_PID")
+track "$MANTLE_PID"
 wait_port "$MANTLE_PORT" 10 "proxy (mantle)"
 # Fail early, with the proxy's own answer, if Mantle mode cannot stream through the emulator.
 if ! "$BIN/proxy-bench" drive --url "http://127.0.0.1:$MANTLE_PORT" --token "$TOKEN" --n 1 >/dev/null; then
@@ -155,7 +142,7 @@ EOF
 LITELLM_CMD="$ROOT/.venv-bench/bin/litellm --config $OUT/litellm.yaml --host 127.0.0.1 --num_workers $LITELLM_WORKERS"
 $LITELLM_CMD --port "$LITELLM_PORT" >"$OUT/litellm.log" 2>&1 &
 LITELLM_PID=$!
-PIDS+=("$LITELLM_PID")
+track "$LITELLM_PID"
 wait_port "$LITELLM_PORT" 180 LiteLLM
 # uvicorn may accept before every worker is ready; ask until a real answer comes back.
 for _ in $(seq 120); do
@@ -193,7 +180,7 @@ done
 step "moto (Secrets Manager) on loopback"
 MOTO_PORT=$(free_port)
 "$TOOLS/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$OUT/moto.log" 2>&1 &
-PIDS+=($!)
+track $!
 wait_port "$MOTO_PORT" 60 moto_server
 sleep 2 # let moto finish starting: cold starts are timed on a quiet machine
 
@@ -234,7 +221,7 @@ if [ "$PROFILE" = 1 ]; then
       valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-$api.out" \
       target/profiling/bedrock-anthropic-proxy 2>"$OUT/callgrind-$api.log" &
     pid=$!
-    PIDS+=("$pid")
+    track "$pid"
     wait_port "$port" 120 "proxy under callgrind ($api)"
     local drive=("$BIN/proxy-bench" drive --url "http://127.0.0.1:$port" --token "$TOKEN" --text "emulator:chunks=10")
     "${drive[@]}" --n 200 >/dev/null # warm-up: connection pools, lazy statics

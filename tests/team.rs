@@ -134,3 +134,57 @@ async fn a_throttled_model_fails_over_to_its_fallback_before_the_first_byte() {
     .await;
     assert_eq!(reply.status, 429);
 }
+
+#[tokio::test]
+async fn a_throttled_caller_is_never_answered_by_a_fallback_outside_its_model_list() {
+    // alice may use haiku and sonnet 4.5; the fallback for haiku is opus, which she may not.
+    let fallbacks = json!({"claude-haiku-4-5": ["claude-opus-5-5", "claude-sonnet-4-5"]}).to_string();
+    let h = harness(&[("BEARER_TOKEN", &team_secret()), ("MODEL_FALLBACKS", &fallbacks)]).await;
+    let mut body = message("emulator:fail_first=3:ThrottlingException:alice-fallback", false);
+    body["model"] = json!("claude-haiku-4-5");
+    let reply = post_as(&h.app, ALICE, "/v1/messages", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let models: Vec<String> = h
+        .emulator
+        .requests()
+        .iter()
+        .map(|r| r["model_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        models.iter().all(|m| !m.contains("opus")),
+        "opus must be skipped: {models:?}"
+    );
+    assert!(models.last().unwrap().contains("claude-sonnet-4-5"), "{models:?}");
+
+    // With only opus as a fallback, she gets the throttling error itself.
+    let only_opus = json!({"claude-haiku-4-5": ["claude-opus-5-5"]}).to_string();
+    let h = harness(&[("BEARER_TOKEN", &team_secret()), ("MODEL_FALLBACKS", &only_opus)]).await;
+    let mut body = message("emulator:error=ThrottlingException", false);
+    body["model"] = json!("claude-haiku-4-5");
+    assert_eq!(post_as(&h.app, ALICE, "/v1/messages", &body).await.status, 429);
+    assert!(h
+        .emulator
+        .requests()
+        .iter()
+        .all(|r| !r["model_id"].as_str().unwrap().contains("opus")));
+}
+
+#[tokio::test]
+async fn a_model_outside_the_callers_list_is_not_found_by_id_either() {
+    let h = harness(&[("BEARER_TOKEN", &team_secret())]).await;
+    let get = |token: &'static str, id: &'static str| {
+        let app = h.app.clone();
+        async move {
+            let req = axum::http::Request::get(format!("/v1/models/{id}"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            send(&app, req).await
+        }
+    };
+    let hidden = get(ALICE, "claude-opus-5-5").await;
+    assert_eq!(hidden.status, 404, "{}", hidden.text());
+    assert_eq!(hidden.error_type(), "not_found_error");
+    assert_eq!(get(ALICE, "claude-haiku-4-5").await.status, 200);
+    assert_eq!(get(CI, "claude-opus-5-5").await.status, 200);
+}

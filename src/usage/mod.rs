@@ -4,6 +4,6 @@
 pub mod budgets;
 pub mod charge;
 pub mod cost;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod prices;
 pub mod request_log;

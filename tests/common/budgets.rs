@@ -4,46 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::AttributeValue;
 use bedrock_anthropic_proxy::app;
 use bedrock_anthropic_proxy::usage::budgets::Budgets;
 
 use super::{harness, moto::moto, sdk_config, Harness};
-
-/// A fresh on-demand table with the proxy's key schema; its client and name.
-pub async fn usage_table() -> (aws_sdk_dynamodb::Client, String) {
-    let sdk = sdk_config(moto()).await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).unwrap();
-    let table = format!("usage-{}-{}", std::process::id(), u32::from_le_bytes(b));
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .expect("create the usage table in moto");
-    (client, table)
-}
 
 /// A harness (emulator for Bedrock, `env` on top) whose budgets live in `table` at moto.
 pub async fn budget_harness(env: &[(&str, &str)], table: &str, reserve_percent: u64) -> Harness {
