@@ -23,9 +23,18 @@ locals {
     METRICS_NAMESPACE      = var.metrics_namespace
     MODEL_FALLBACKS        = jsonencode(var.model_fallbacks)
     MODEL_MAP              = jsonencode(var.model_map)
+    MODEL_PRICES           = jsonencode(var.model_prices)
     RUST_LOG               = var.rust_log
-  }, local.usage_environment)
+  }, local.usage_environment, local.deployment_budget_environment)
   usage_environment = { for usage in module.usage : "USAGE_TABLE" => usage.table_name }
+  # Whole-deployment dollar caps: only the ones set, and only with the usage
+  # table, without which the proxy would refuse to start (see the check below).
+  deployment_budget_environment = {
+    for name, dollars in {
+      DEPLOYMENT_DAILY_USD   = var.deployment_daily_usd
+      DEPLOYMENT_MONTHLY_USD = var.deployment_monthly_usd
+    } : name => tostring(dollars) if dollars != null && var.enable_budgets
+  }
 
   # The profile in use: the one configured, else the one the binary derives
   # from the region, by the same table (region-profiles.json, which the binary
@@ -336,4 +345,11 @@ module "observability" {
   throttles_alarm_threshold        = var.throttles_alarm_threshold
   duration_alarm_threshold_percent = var.duration_alarm_threshold_percent
   tags                             = var.tags
+}
+
+check "deployment_caps_need_budgets" {
+  assert {
+    condition     = var.enable_budgets || (var.deployment_daily_usd == null && var.deployment_monthly_usd == null)
+    error_message = "deployment_daily_usd / deployment_monthly_usd are set but enable_budgets is false: the caps are not applied."
+  }
 }

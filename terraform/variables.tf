@@ -148,12 +148,12 @@ variable "metrics_namespace" {
 
 variable "extra_environment" {
   type        = map(string)
-  description = "Further settings of the proxy, by environment variable name: TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, TOKEN_READ_TIMEOUT_MS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS, LAMBDA_DEADLINE_MARGIN_MS, BUDGET_READ_SECONDS. Other names are rejected."
+  description = "Further settings of the proxy, by environment variable name: TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, TOKEN_READ_TIMEOUT_MS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS, LAMBDA_DEADLINE_MARGIN_MS, BUDGET_READ_SECONDS, BUDGET_RESERVE_PERCENT. Other names are rejected."
   default     = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.extra_environment) : contains(["TOKEN_REFRESH_SECONDS", "TOKEN_MISS_REFRESH_SECONDS", "TOKEN_READ_TIMEOUT_MS", "EXTRA_BETA_FLAGS", "MAX_BODY_BYTES", "UPSTREAM_MAX_ATTEMPTS", "UPSTREAM_RETRY_BASE_MS", "UPSTREAM_TIMEOUT_SECONDS", "PING_INTERVAL_MS", "LAMBDA_DEADLINE_MARGIN_MS", "BUDGET_READ_SECONDS"], k)])
-    error_message = "extra_environment may only set TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, TOKEN_READ_TIMEOUT_MS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS, LAMBDA_DEADLINE_MARGIN_MS, BUDGET_READ_SECONDS (the others have their own variables, are set by Lambda, or are for local runs only)."
+    condition     = alltrue([for k in keys(var.extra_environment) : contains(["TOKEN_REFRESH_SECONDS", "TOKEN_MISS_REFRESH_SECONDS", "TOKEN_READ_TIMEOUT_MS", "EXTRA_BETA_FLAGS", "MAX_BODY_BYTES", "UPSTREAM_MAX_ATTEMPTS", "UPSTREAM_RETRY_BASE_MS", "UPSTREAM_TIMEOUT_SECONDS", "PING_INTERVAL_MS", "LAMBDA_DEADLINE_MARGIN_MS", "BUDGET_READ_SECONDS", "BUDGET_RESERVE_PERCENT"], k)])
+    error_message = "extra_environment may only set TOKEN_REFRESH_SECONDS, TOKEN_MISS_REFRESH_SECONDS, TOKEN_READ_TIMEOUT_MS, EXTRA_BETA_FLAGS, MAX_BODY_BYTES, UPSTREAM_MAX_ATTEMPTS, UPSTREAM_RETRY_BASE_MS, UPSTREAM_TIMEOUT_SECONDS, PING_INTERVAL_MS, LAMBDA_DEADLINE_MARGIN_MS, BUDGET_READ_SECONDS, BUDGET_RESERVE_PERCENT (the others have their own variables, are set by Lambda, or are for local runs only)."
   }
 }
 
@@ -331,8 +331,47 @@ variable "rotate_immediately" {
 
 variable "enable_budgets" {
   type        = bool
-  description = "Whether to create the DynamoDB table (on demand, NAME-usage) in which the proxy counts each caller's tokens per day and month, set USAGE_TABLE to it, and allow the proxy dynamodb:GetItem and dynamodb:UpdateItem on it and nothing else. Callers' daily_tokens / monthly_tokens limits in the secret are enforced only then."
+  description = "Whether to create the DynamoDB table (on demand, NAME-usage) in which the proxy counts each caller's, group's and the deployment's tokens and dollars per day and month, set USAGE_TABLE to it, and allow the proxy dynamodb:GetItem and dynamodb:UpdateItem on it and nothing else. The daily_tokens / monthly_tokens / daily_usd / monthly_usd limits in the secret and the deployment caps are enforced only then (docs/budgets.md)."
   default     = false
+}
+
+variable "deployment_daily_usd" {
+  type        = number
+  description = "DEPLOYMENT_DAILY_USD: a dollar cap on everyone's spend together per UTC day, at the proxy's prices (docs/budgets.md), e.g. 500; null for none. Needs enable_budgets (without it the cap is not set, and a check warns)."
+  default     = null
+
+  validation {
+    condition     = var.deployment_daily_usd == null || try(var.deployment_daily_usd >= 0, false)
+    error_message = "deployment_daily_usd must be a non-negative number of dollars."
+  }
+}
+
+variable "deployment_monthly_usd" {
+  type        = number
+  description = "DEPLOYMENT_MONTHLY_USD: a dollar cap on everyone's spend together per UTC calendar month, e.g. 10000; null for none. Needs enable_budgets (without it the cap is not set, and a check warns)."
+  default     = null
+
+  validation {
+    condition     = var.deployment_monthly_usd == null || try(var.deployment_monthly_usd >= 0, false)
+    error_message = "deployment_monthly_usd must be a non-negative number of dollars."
+  }
+}
+
+variable "model_prices" {
+  type = map(object({
+    input          = number
+    output         = number
+    cache_read     = optional(number)
+    cache_write    = optional(number)
+    cache_write_1h = optional(number)
+  }))
+  description = "MODEL_PRICES: prices over the built-in table (src/usage/prices.json), by glob over the model name callers send, the Bedrock ID or its base ID, in USD per million tokens, e.g. { \"*claude-sonnet-5-5*\" = { input = 1.8, output = 9 } }; unset cache rates are 0.1x, 1.25x and 2x the input. Passed as a JSON object."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.model_prices : length(k) > 0 && v.input >= 0 && v.output >= 0])
+    error_message = "model_prices keys must not be empty and prices must be non-negative."
+  }
 }
 
 # Monitoring

@@ -90,11 +90,12 @@ pub fn cost_usd(price: &Price, usage: &Usage, asked_1h_cache: bool) -> f64 {
     per_million / 1e6
 }
 
-/// The most a request can cost: `input_tokens` (an estimate) uncached, and every one of its
-/// `max_tokens` generated.
+/// The most a request can cost: `input_tokens` (an estimate) at the dearest input rate (a
+/// 1-hour cache write costs twice the input), and every one of its `max_tokens` generated.
 pub fn worst_case_usd(price: &Price, input_tokens: u64, max_tokens: u64) -> f64 {
     let rates = rates_for(price, input_tokens);
-    (input_tokens as f64 * rates.input + max_tokens as f64 * rates.output) / 1e6
+    let input_rate = rates.input.max(rates.cache_write).max(rates.cache_write_1h);
+    (input_tokens as f64 * input_rate + max_tokens as f64 * rates.output) / 1e6
 }
 
 fn rates_for(price: &Price, prompt_tokens: u64) -> Rates {
@@ -166,7 +167,8 @@ mod tests {
         assert!((cost_usd(&price, &usage(100, 1_000_000, 0, 0, None), false) - 2.000_1).abs() < 1e-9);
         // Cache reads count towards the prompt's size.
         assert!((cost_usd(&price, &usage(100, 1_000_000, 1, 0, None), false) - 20.001_001).abs() < 1e-9);
-        assert!((worst_case_usd(&price, 1_000, 1_000_000) - 20.01).abs() < 1e-9);
+        // Input at the 1-hour cache write's rate, the dearest way to send it.
+        assert!((worst_case_usd(&price, 1_000, 1_000_000) - 20.02).abs() < 1e-9);
     }
 
     #[test]

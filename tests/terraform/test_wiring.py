@@ -181,8 +181,9 @@ ROTATION_MAIN = TERRAFORM / "modules" / "rotation" / "main.tf"
 def proxy_environment_names() -> set:
     merged = local(ROOT_MAIN, "proxy_environment")
     names = set(ENV_NAME.findall(merged))
-    if "local.usage_environment" in merged:
-        names |= set(ENV_NAME.findall(local(ROOT_MAIN, "usage_environment")))
+    # The settings merged in from other locals (the usage table, the deployment's caps).
+    for other in re.findall(r"local\.(\w+_environment)", merged):
+        names |= set(ENV_NAME.findall(local(ROOT_MAIN, other)))
     return names
 
 
@@ -351,6 +352,16 @@ def test_usage_table_is_set_only_with_budgets():
     assert usage["count"] == "${var.enable_budgets ? 1 : 0}"
     assert variable(ROOT_VARIABLES, "enable_budgets")["default"] is False
     assert OPTIONAL_SETTINGS <= proxy_environment_names()
+
+
+def test_deployment_caps_are_set_only_when_given_and_with_budgets():
+    caps = local(ROOT_MAIN, "deployment_budget_environment")
+
+    assert "local.deployment_budget_environment" in local(ROOT_MAIN, "proxy_environment")
+    assert {"DEPLOYMENT_DAILY_USD", "DEPLOYMENT_MONTHLY_USD"} <= set(ENV_NAME.findall(caps))
+    assert "dollars != null && var.enable_budgets" in caps
+    for name in ("deployment_daily_usd", "deployment_monthly_usd"):
+        assert variable(ROOT_VARIABLES, name)["default"] is None
 
 
 def config_rs() -> str:

@@ -9,8 +9,8 @@ locals {
 
   duration_threshold_ms = var.function_timeout * 1000 * var.duration_alarm_threshold_percent / 100
 
-  # The proxy's metrics carry the dimension sets [caller], [model] and
-  # [caller, model], none of them a total, and alarms cannot use SEARCH.
+  # The proxy's metrics carry the dimension sets [model], [group], [group, model]
+  # and, for static tokens, [caller] and [caller, model]; alarms cannot use SEARCH.
   # The alarms' totals are therefore counted from the same log lines (the
   # embedded-metric-format values are top-level JSON fields) by metric filters.
   # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-search-expressions.html
@@ -28,7 +28,9 @@ locals {
   labels = {
     caller         = "$${PROP('Dim.caller')}"
     model          = "$${PROP('Dim.model')}"
+    group          = "$${PROP('Dim.group')}"
     "caller,model" = "$${PROP('Dim.caller')} / $${PROP('Dim.model')}"
+    "group,model"  = "$${PROP('Dim.group')} / $${PROP('Dim.model')}"
   }
 
   header_widget = {
@@ -146,11 +148,51 @@ locals {
     }
   ]
 
-  health_widgets = [
+  # Dollars (CostUSD, the log line's cost_usd) by group and model. JWT callers are
+  # never a dimension (there may be thousands); spend per caller is a Logs
+  # Insights query (docs/budgets.md).
+  cost_widgets = [
     {
       type   = "metric"
       x      = 0
       y      = 26
+      width  = 12
+      height = 6
+      properties = {
+        title   = "Spend (USD) by group and model"
+        region  = var.region
+        view    = "timeSeries"
+        stacked = true
+        period  = local.period
+        metrics = [
+          [{ id = "cost", expression = "${local.search_prefix}group,model} MetricName=\"CostUSD\"', 'Sum', ${local.period})", label = local.labels["group,model"] }],
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      x      = 12
+      y      = 26
+      width  = 12
+      height = 6
+      properties = {
+        title                = "Spend (USD) by group and model (time range)"
+        region               = var.region
+        view                 = "bar"
+        setPeriodToTimeRange = true
+        period               = local.period
+        metrics = [
+          [{ id = "total", expression = "${local.search_prefix}group,model} MetricName=\"CostUSD\"', 'Sum', ${local.period})", label = local.labels["group,model"] }],
+        ]
+      }
+    },
+  ]
+
+  health_widgets = [
+    {
+      type   = "metric"
+      x      = 0
+      y      = 32
       width  = 8
       height = 6
       properties = {
@@ -167,7 +209,7 @@ locals {
     {
       type   = "metric"
       x      = 8
-      y      = 26
+      y      = 32
       width  = 8
       height = 6
       properties = {
@@ -190,7 +232,7 @@ locals {
     {
       type   = "metric"
       x      = 16
-      y      = 26
+      y      = 32
       width  = 8
       height = 6
       properties = {
@@ -210,7 +252,7 @@ locals {
   alarm_widget = {
     type   = "alarm"
     x      = 0
-    y      = 32
+    y      = 38
     width  = 24
     height = 3
     properties = {
@@ -232,7 +274,7 @@ locals {
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = var.name
   dashboard_body = jsonencode({
-    widgets = concat([local.header_widget], local.traffic_widgets, local.token_widgets, local.spend_widgets, local.health_widgets, [local.alarm_widget])
+    widgets = concat([local.header_widget], local.traffic_widgets, local.token_widgets, local.spend_widgets, local.cost_widgets, local.health_widgets, [local.alarm_widget])
   })
 }
 
