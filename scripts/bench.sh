@@ -5,6 +5,7 @@
 #   scripts/bench.sh --quick    # shorter runs, for checking the script itself
 #   scripts/bench.sh --profile  # also callgrind-profile a streamed request (+2 min; first time +10 min build)
 #                               # (of the proxy in both modes, BEDROCK_API=invoke and mantle)
+#   scripts/bench.sh --budgets  # only the budget path's cost per request (scripts/bench-budgets.sh, ~2 min)
 #
 # Five paths get the same requests in the same run, interleaved: (1) direct: the client speaks
 # Bedrock's event stream to the emulator itself; (2) this proxy, local mode, release build
@@ -29,8 +30,9 @@ for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --profile) PROFILE=1 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument $arg (use --quick, --profile)" >&2; exit 2 ;;
+    --budgets) exec bash scripts/bench-budgets.sh ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $arg (use --quick, --profile, --budgets)" >&2; exit 2 ;;
   esac
 done
 
@@ -247,6 +249,9 @@ if [ "$PROFILE" = 1 ]; then
   } | tee "$OUT/profile.md"
 fi
 
+step "budgets: the cost of the budget path per request (scripts/bench-budgets.sh)"
+if [ "$QUICK" = 1 ]; then bash scripts/bench-budgets.sh --quick; else bash scripts/bench-budgets.sh; fi
+
 {
   echo "## Machine"
   cat "$OUT/machine.md"
@@ -259,6 +264,9 @@ fi
   echo
   echo "## Package size"
   cat "$OUT/size.md"
+  echo
+  echo "## Budgets"
+  cat "$OUT/budgets.md"
   if [ "$PROFILE" = 1 ]; then
     echo
     echo "## Profile"
