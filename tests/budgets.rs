@@ -48,21 +48,23 @@ fn request_id(reply: &Reply) -> String {
     reply.headers["request-id"].to_str().unwrap().to_string()
 }
 
-/// Sets an account's spend today (and this month) to `micros`.
+/// Sets an account's spend today (and this month) to `micros`, as another instance would have
+/// left it: one item per month, the day's numbers beside the month's.
 async fn seed(client: &aws_sdk_dynamodb::Client, table: &str, account: &str, micros: u64) {
     let period = Period::now();
-    for sk in [format!("day#{}", period.day), format!("month#{}", period.month)] {
-        client
-            .put_item()
-            .table_name(table)
-            .item("pk", AttributeValue::S(account.into()))
-            .item("sk", AttributeValue::S(sk))
-            .item("tokens", AttributeValue::N("0".into()))
-            .item("usd_micros", AttributeValue::N(micros.to_string()))
-            .send()
-            .await
-            .unwrap();
-    }
+    let day = period.day.rsplit('-').next().unwrap();
+    client
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(account.into()))
+        .item("sk", AttributeValue::S(format!("month#{}", period.month)))
+        .item("tokens", AttributeValue::N("0".into()))
+        .item("usd_micros", AttributeValue::N(micros.to_string()))
+        .item(format!("d{day}_tokens"), AttributeValue::N("0".into()))
+        .item(format!("d{day}_usd_micros"), AttributeValue::N(micros.to_string()))
+        .send()
+        .await
+        .unwrap();
 }
 
 fn micros(dollars: f64) -> i64 {
@@ -203,12 +205,12 @@ async fn the_charge_is_in_the_table_when_the_caller_has_read_the_last_byte() {
         let line = logs.request_line(&request_id(&reply));
         charged += micros(line["cost_usd"].as_f64().unwrap());
         assert_eq!(
-            stored(&client, &table, "caller#alice", "day#", "usd_micros").await,
+            stored(&client, &table, "caller#alice", "day", "usd_micros").await,
             charged,
             "stream={stream}"
         );
         assert_eq!(
-            stored(&client, &table, "caller#alice", "month#", "usd_micros").await,
+            stored(&client, &table, "caller#alice", "month", "usd_micros").await,
             charged
         );
     }
@@ -244,10 +246,7 @@ async fn a_stream_cut_at_the_lambda_deadline_is_charged_what_it_streamed() {
     assert!(output >= deltas as u64, "{output} output tokens for {deltas} deltas");
     assert!(line["input_tokens"].as_u64().unwrap() > 0);
     let cost = micros(line["cost_usd"].as_f64().unwrap());
-    assert_eq!(
-        stored(&client, &table, "caller#alice", "day#", "usd_micros").await,
-        cost
-    );
+    assert_eq!(stored(&client, &table, "caller#alice", "day", "usd_micros").await, cost);
 }
 
 #[tokio::test]
@@ -269,7 +268,7 @@ async fn streams_that_break_or_lose_their_caller_are_still_charged() {
     assert!(line["output_tokens"].as_u64().unwrap() >= 9, "{line}");
     let broken = micros(line["cost_usd"].as_f64().unwrap());
     assert_eq!(
-        stored(&client, &table, "caller#alice", "day#", "usd_micros").await,
+        stored(&client, &table, "caller#alice", "day", "usd_micros").await,
         broken
     );
 
@@ -298,7 +297,7 @@ async fn streams_that_break_or_lose_their_caller_are_still_charged() {
     assert!(line["output_tokens"].as_u64().unwrap() >= 6, "{line}");
     let gone = micros(line["cost_usd"].as_f64().unwrap());
     assert_eq!(
-        stored(&client, &table, "caller#alice", "day#", "usd_micros").await,
+        stored(&client, &table, "caller#alice", "day", "usd_micros").await,
         broken + gone
     );
 }
@@ -323,7 +322,7 @@ async fn concurrent_requests_cannot_overrun_a_tight_budget_by_more_than_one_wors
     assert_eq!(admitted + refused, 12);
     // The first reservation takes the budget past its limit; the others are refused.
     assert_eq!(admitted, 1, "{admitted} admitted: the reservations must stop them");
-    let spent = stored(&client, &table, "caller#alice", "day#", "usd_micros").await;
+    let spent = stored(&client, &table, "caller#alice", "day", "usd_micros").await;
     assert!(
         spent <= 100_000 + worst,
         "{spent} micro-dollars spent of 100000 (+ one worst case {worst})"
@@ -394,9 +393,9 @@ async fn a_caller_over_its_daily_token_budget_gets_a_429_that_says_which_budget_
     let text = refused.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(text.contains("daily token budget of 1000 for this token"), "{text}");
     assert!(text.contains("resets at 00:00 UTC"), "{text}");
-    // The table holds the atomic totals another instance would read: one day and one month item.
-    let day = stored(&client, &table, "caller#bob", "day#", "tokens").await;
-    assert_eq!(day, stored(&client, &table, "caller#bob", "month#", "tokens").await);
+    // The table holds the atomic totals another instance would read: the day's and the month's.
+    let day = stored(&client, &table, "caller#bob", "day", "tokens").await;
+    assert_eq!(day, stored(&client, &table, "caller#bob", "month", "tokens").await);
     assert!(day >= 1000, "{day}");
     let items = client.scan().table_name(&table).send().await.unwrap();
     assert!(items.items().iter().all(|i| i.contains_key("expires_at")));
@@ -441,7 +440,7 @@ async fn group_and_deployment_budgets_count_every_members_spend() {
         "{body:?}"
     );
     assert_eq!(
-        stored(&client, &table, "deployment", "month#", "usd_micros").await,
+        stored(&client, &table, "deployment", "month", "usd_micros").await,
         1_200
     );
 }

@@ -38,17 +38,23 @@ pub async fn budget_harness(env: &[(&str, &str)], table: &str, reserve_percent: 
     }
 }
 
-/// The number attribute `name` of an account's item (`day#…` / `month#…` prefix), summed over
-/// matching items: 0 when there is none.
-pub async fn stored(client: &aws_sdk_dynamodb::Client, table: &str, account: &str, sk_prefix: &str, name: &str) -> i64 {
+/// What the table holds for an account today (`window` = "day") or this month ("month"):
+/// the number `name` (`tokens` or `usd_micros`), 0 when there is none.
+pub async fn stored(client: &aws_sdk_dynamodb::Client, table: &str, account: &str, window: &str, name: &str) -> i64 {
+    let period = bedrock_anthropic_proxy::usage::budgets::Period::now();
+    let day = period.day.rsplit('-').next().unwrap().to_string();
+    let attribute = match window {
+        "day" => format!("d{day}_{name}"),
+        _ => name.to_string(),
+    };
     let items = client.scan().table_name(table).send().await.expect("scan");
     items
         .items()
         .iter()
         .filter(|i| i["pk"] == AttributeValue::S(account.to_string()))
-        .filter(|i| i["sk"].as_s().is_ok_and(|s| s.starts_with(sk_prefix)))
+        .filter(|i| i["sk"] == AttributeValue::S(format!("month#{}", period.month)))
         .filter_map(|i| {
-            i.get(name)
+            i.get(&attribute)
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse::<i64>().ok())
         })

@@ -38,11 +38,16 @@ def spent_proxy(start_proxy, workdir):
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
     )
     today = datetime.datetime.now(datetime.timezone.utc)
-    for sk in (f"day#{today:%Y-%m-%d}", f"month#{today:%Y-%m}"):
-        dynamodb.put_item(
-            TableName=table,
-            Item={"pk": {"S": "caller#spender"}, "sk": {"S": sk}, "usd_micros": {"N": "5020000"}, "tokens": {"N": "0"}},
-        )
+    # $5.02 spent today (and this month), as another instance would have left it.
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": "caller#spender"},
+            "sk": {"S": f"month#{today:%Y-%m}"},
+            "usd_micros": {"N": "5020000"},
+            f"d{today:%d}_usd_micros": {"N": "5020000"},
+        },
+    )
     secret = json.dumps({"tokens": {"spender": {"token": SPENDER, "daily_usd": 5}}})
     return start_proxy(BEARER_TOKEN=secret, USAGE_TABLE=table, AWS_ENDPOINT_URL_DYNAMODB=moto)
 

@@ -8,8 +8,8 @@
 //! read at a time per account, the last good read kept if the table fails; with no read at all
 //! the request is refused). A spent budget is a 429. A budget is *tight* when less than
 //! `BUDGET_RESERVE_PERCENT` of it, or less than the request's worst case, is left: the request
-//! then reserves its worst case (its input estimate and `max_tokens`, priced) with a conditional
-//! `ADD` that fails once the account is at its limit, so concurrent requests cannot all slip
+//! then reserves its worst case (its input estimate and `max_tokens`, priced) with one conditional
+//! `ADD` on the account's month item (`store`) that fails once the day or the month is at its limit, so concurrent requests cannot all slip
 //! under it. When the answer is done, [`Budgets::settle`] adds what it really used (less the
 //! reservation). How far a caller can overrun: docs/budgets.md.
 
@@ -287,52 +287,60 @@ impl Budgets {
         self.write_failures.load(Ordering::Relaxed)
     }
 
-    /// Reserves `worst` on the account's day and month items, each only while under its limits.
-    /// Reservations of one account are made one at a time on this instance (DynamoDB orders
-    /// them across instances), so that each sees the ones before it.
+    /// Reserves `worst` on the account's day and month, only while both are under their
+    /// limits. Reservations of one account are made one at a time on this instance (DynamoDB
+    /// orders them across instances), so that each sees the ones before it.
     async fn reserve(&self, account: &Account, period: &Period, worst: Spend) -> Result<(), BudgetRefusal> {
         let slot = self.slot(&account.key);
         let mut held = slot.lock().await;
-        let [day, month] = store::items(period);
-        let l = &account.limits;
-        let (t, u) = (
+        let delta = (
             i64::try_from(worst.tokens).unwrap_or(i64::MAX),
             i64::try_from(worst.usd.0).unwrap_or(i64::MAX),
         );
-        let refused = |window, e: AddError| match e {
-            AddError::AtLimit => {
-                // Which limit of the window is full is not told by DynamoDB: name the dollars
-                // when there is a dollar limit.
-                let kind = if l.limit(window, Kind::Usd).is_some() {
-                    Kind::Usd
-                } else {
-                    Kind::Tokens
-                };
-                standing::spent(account, window, kind, None, period)
+        match store::add(
+            &self.client,
+            &self.table,
+            &account.key,
+            period,
+            delta,
+            Some(&account.limits),
+        )
+        .await
+        {
+            Ok(()) => {
+                if let Some(s) = held.as_mut() {
+                    apply(s, period, delta);
+                }
+                Ok(())
             }
-            AddError::Failed(detail) => {
+            Err(AddError::AtLimit) => {
+                // DynamoDB does not say which limit is full: a fresh read does.
+                let read = store::read(&self.client, &self.table, &account.key, period).await;
+                let refusal = read.ok().and_then(|(day_used, month_used)| {
+                    let snapshot = Snapshot {
+                        fetched: Instant::now(),
+                        day: period.day.clone(),
+                        day_used,
+                        month_used,
+                    };
+                    let gauges = gauges_of(0, &account.limits, &snapshot);
+                    *held = Some(snapshot);
+                    standing::refusal(&gauges, std::slice::from_ref(account), period)
+                });
+                Err(refusal.unwrap_or_else(|| {
+                    let kind = if account.limits.in_dollars() {
+                        Kind::Usd
+                    } else {
+                        Kind::Tokens
+                    };
+                    standing::spent(account, Window::Day, kind, None, period)
+                }))
+            }
+            Err(AddError::Failed(detail)) => {
                 tracing::warn!(account = %account.key, error = %detail, "could not reserve on the budget; refusing the request");
-                standing::unreadable(account)
+                Err(standing::unreadable(account))
             }
-        };
-        let day_limits = (l.daily_tokens, l.daily_usd.map(|u| u.0));
-        store::add(&self.client, &self.table, &account.key, &day, t, u, day_limits)
-            .await
-            .map_err(|e| refused(Window::Day, e))?;
-        let month_limits = (l.monthly_tokens, l.monthly_usd.map(|u| u.0));
-        if let Err(e) = store::add(&self.client, &self.table, &account.key, &month, t, u, month_limits).await {
-            // Undo the day's part, so a refused request holds nothing.
-            if let Err(AddError::Failed(detail)) =
-                store::add(&self.client, &self.table, &account.key, &day, -t, -u, (None, None)).await
-            {
-                self.failed_write(&account.key, &detail);
-            }
-            return Err(refused(Window::Month, e));
         }
-        if let Some(s) = held.as_mut() {
-            apply(s, period, (t, u));
-        }
-        Ok(())
     }
 
     async fn add_all(&self, accounts: &[Account], which: &[bool], period: &Period, delta: (i64, i64)) {
@@ -341,22 +349,13 @@ impl Budgets {
     }
 
     /// Adds `delta` (tokens, micro-dollars) to the account's day and month, unconditionally.
-    async fn add(&self, account: &Account, period: &Period, (t, u): (i64, i64)) {
-        let [day, month] = store::items(period);
-        let (d, m) = tokio::join!(
-            store::add(&self.client, &self.table, &account.key, &day, t, u, (None, None)),
-            store::add(&self.client, &self.table, &account.key, &month, t, u, (None, None)),
-        );
-        for result in [d, m] {
-            let failure = match result {
-                Ok(()) => continue,
-                Err(AddError::Failed(detail)) => detail,
-                Err(AddError::AtLimit) => "refused by a condition".into(),
-            };
-            self.failed_write(&account.key, &failure);
+    async fn add(&self, account: &Account, period: &Period, delta: (i64, i64)) {
+        match store::add(&self.client, &self.table, &account.key, period, delta, None).await {
+            // Our own spend counts at once, without waiting for the next read.
+            Ok(()) => self.adjust(&account.key, period, delta).await,
+            Err(AddError::Failed(detail)) => self.failed_write(&account.key, &detail),
+            Err(AddError::AtLimit) => self.failed_write(&account.key, "refused by a condition"),
         }
-        // Our own spend counts at once, without waiting for the next read.
-        self.adjust(&account.key, period, (t, u)).await;
     }
 
     fn failed_write(&self, account: &str, detail: &str) {

@@ -1,9 +1,11 @@
-//! The usage table's two operations: read an account's day and month, and add to them
-//! (atomically, optionally only while under a limit).
+//! The usage table's two operations: read an account's day and month, and add to both at once
+//! (atomically, optionally only while under its limits).
 //!
-//! Items: `pk` = the account (`caller#<name>`, `group#<name>`, `deployment`), `sk` =
-//! `day#YYYY-MM-DD` or `month#YYYY-MM` (UTC); numbers `tokens` and `usd_micros`; `expires_at`
-//! (epoch seconds) for DynamoDB's TTL.
+//! One item per account and month: `pk` = the account (`caller#<name>`, `group#<name>`,
+//! `deployment`), `sk` = `month#YYYY-MM` (UTC); numbers `tokens` and `usd_micros` (the month's
+//! totals) and `dDD_tokens`, `dDD_usd_micros` (day DD's); `expires_at` (epoch seconds) for
+//! DynamoDB's TTL. Day and month in one item make a charge one `UpdateItem`, and a reservation
+//! one conditional `UpdateItem` that checks the day's and the month's limits together.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::period::Period;
-use super::Spend;
+use super::{Limits, Spend};
 use crate::usage::cost::Usd;
 
 /// How long one call to the table may take before it counts as failed: a budget check must
@@ -27,16 +29,19 @@ pub enum AddError {
     Failed(String),
 }
 
-/// The sort keys of a period's day and month items, with when each may expire (kept a
-/// little past the period, so that a month's total can still be looked at).
-pub fn items(period: &Period) -> [(String, u64); 2] {
-    [
-        (format!("day#{}", period.day), period.now + period.day_left + 8 * 86_400),
-        (
-            format!("month#{}", period.month),
-            period.now + period.month_left + 40 * 86_400,
-        ),
-    ]
+/// The month item's sort key, and when it may expire (kept 40 days past the month, so that a
+/// month's total can still be looked at).
+fn item(period: &Period) -> (String, u64) {
+    (
+        format!("month#{}", period.month),
+        period.now + period.month_left + 40 * 86_400,
+    )
+}
+
+/// The day's attribute names: `dDD_tokens`, `dDD_usd_micros`.
+fn day_attributes(period: &Period) -> (String, String) {
+    let day = period.day.rsplit('-').next().unwrap_or("00");
+    (format!("d{day}_tokens"), format!("d{day}_usd_micros"))
 }
 
 /// The account's spend this day and this month.
@@ -46,18 +51,16 @@ pub async fn read(
     account: &str,
     period: &Period,
 ) -> Result<(Spend, Spend), String> {
-    let [(day, _), (month, _)] = items(period);
-    let (day, month) = tokio::join!(get(client, table, account, &day), get(client, table, account, &month));
-    Ok((day?, month?))
-}
-
-async fn get(client: &aws_sdk_dynamodb::Client, table: &str, account: &str, sort_key: &str) -> Result<Spend, String> {
+    let (sort_key, _) = item(period);
+    let (day_tokens, day_usd) = day_attributes(period);
     let call = client
         .get_item()
         .table_name(table)
         .key("pk", AttributeValue::S(account.to_string()))
-        .key("sk", AttributeValue::S(sort_key.to_string()))
-        .projection_expression("tokens, usd_micros")
+        .key("sk", AttributeValue::S(sort_key))
+        .projection_expression("tokens, usd_micros, #dt, #du")
+        .expression_attribute_names("#dt", &day_tokens)
+        .expression_attribute_names("#du", &day_usd)
         .send();
     let item = tokio::time::timeout(CALL_TIMEOUT, call)
         .await
@@ -67,47 +70,63 @@ async fn get(client: &aws_sdk_dynamodb::Client, table: &str, account: &str, sort
         item.item()
             .and_then(|i| i.get(name))
             .and_then(|v| v.as_n().ok())
-            // A refund may leave an item a hair below zero if a write was lost; read that as 0.
+            // A refund may leave a number a hair below zero if a write was lost; read that as 0.
             .and_then(|n| n.parse::<i64>().ok())
             .map_or(0, |n| u64::try_from(n).unwrap_or(0))
     };
-    Ok(Spend {
+    let day = Spend {
+        tokens: number(&day_tokens),
+        usd: Usd(number(&day_usd)),
+    };
+    let month = Spend {
         tokens: number("tokens"),
         usd: Usd(number("usd_micros")),
-    })
+    };
+    Ok((day, month))
 }
 
-/// Adds `tokens` and `micros` (either may be negative: a refund) to one item. With `limits`
-/// (tokens, micro-dollars), only while the item is below each limit given.
+/// Adds `tokens` and `micros` (either may be negative: a refund) to the account's day and
+/// month. With `limits`, only while the day and the month are below each limit set.
 pub async fn add(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     account: &str,
-    (sort_key, expires_at): &(String, u64),
-    tokens: i64,
-    micros: i64,
-    limits: (Option<u64>, Option<u64>),
+    period: &Period,
+    (tokens, micros): (i64, i64),
+    limits: Option<&Limits>,
 ) -> Result<(), AddError> {
+    let (sort_key, expires_at) = item(period);
+    let (day_tokens, day_usd) = day_attributes(period);
     let mut call = client
         .update_item()
         .table_name(table)
         .key("pk", AttributeValue::S(account.to_string()))
-        .key("sk", AttributeValue::S(sort_key.clone()))
-        .update_expression("ADD tokens :t, usd_micros :u SET expires_at = if_not_exists(expires_at, :exp)")
+        .key("sk", AttributeValue::S(sort_key))
+        .update_expression(
+            "ADD tokens :t, usd_micros :u, #dt :t, #du :u SET expires_at = if_not_exists(expires_at, :exp)",
+        )
+        .expression_attribute_names("#dt", day_tokens)
+        .expression_attribute_names("#du", day_usd)
         .expression_attribute_values(":t", AttributeValue::N(tokens.to_string()))
         .expression_attribute_values(":u", AttributeValue::N(micros.to_string()))
         .expression_attribute_values(":exp", AttributeValue::N(expires_at.to_string()));
-    let mut conditions = Vec::new();
-    if let Some(limit) = limits.0 {
-        conditions.push("(attribute_not_exists(tokens) OR tokens < :tl)");
-        call = call.expression_attribute_values(":tl", AttributeValue::N(limit.to_string()));
-    }
-    if let Some(limit) = limits.1 {
-        conditions.push("(attribute_not_exists(usd_micros) OR usd_micros < :ul)");
-        call = call.expression_attribute_values(":ul", AttributeValue::N(limit.to_string()));
-    }
-    if !conditions.is_empty() {
-        call = call.condition_expression(conditions.join(" AND "));
+    if let Some(l) = limits {
+        let checks = [
+            ("#dt", ":dtl", l.daily_tokens),
+            ("#du", ":dul", l.daily_usd.map(|u| u.0)),
+            ("tokens", ":mtl", l.monthly_tokens),
+            ("usd_micros", ":mul", l.monthly_usd.map(|u| u.0)),
+        ];
+        let mut conditions = Vec::new();
+        for (attribute, value, limit) in checks {
+            if let Some(limit) = limit {
+                conditions.push(format!("(attribute_not_exists({attribute}) OR {attribute} < {value})"));
+                call = call.expression_attribute_values(value, AttributeValue::N(limit.to_string()));
+            }
+        }
+        if !conditions.is_empty() {
+            call = call.condition_expression(conditions.join(" AND "));
+        }
     }
     match tokio::time::timeout(CALL_TIMEOUT, call.send()).await {
         Err(_) => Err(AddError::Failed(format!(
