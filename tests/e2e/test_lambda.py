@@ -179,6 +179,10 @@ def test_lambda_request_lines_are_cloudwatch_emf_records(lambda_function):
     by_id = {r["request_id"]: r for r in records}
     good, bad = by_id[ok.headers["request-id"]], by_id[throttled.headers["request-id"]]
     assert good["Requests"] == 1 and good["OutputTokens"] > 0 and good["Errors"] == 0
+    # The cost is a metric and a property; a static token's name is a dimension, a JWT caller's never.
+    assert good["CostUSD"] > 0 and good["cost_usd"] == good["CostUSD"] and good["priced"] is True
+    assert ["caller"] in good["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert ["group", "model"] in good["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     assert 0 < good["TimeToFirstToken"] <= good["Duration"]
     assert bad["Errors"] == 1 and bad["error_type"] == "rate_limit_error"
     assert bad["Throttles"] == 3, "every throttled attempt is counted"
