@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::auth::issuers::IssuerConfig;
 use crate::translate::models::{InferenceProfile, ModelFallbacks, ModelMap};
 use crate::upstream::Api;
 
@@ -77,6 +78,9 @@ pub struct Config {
     pub budget_read_every: Duration,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
     pub bedrock_api: Api,
+    /// Trusted OpenID issuers whose JWTs are accepted beside the static tokens (`OIDC_ISSUERS`,
+    /// a JSON array; empty: JWTs are not accepted).
+    pub oidc_issuers: Vec<IssuerConfig>,
     /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
     /// region's public one.
     pub mantle_endpoint: Option<String>,
@@ -135,6 +139,10 @@ impl Config {
                 )))
             }
         };
+        let oidc_issuers = match get("OIDC_ISSUERS") {
+            Some(json) => crate::auth::issuers::parse(&json).map_err(ConfigError)?,
+            None => Vec::new(),
+        };
         let mantle_endpoint = get("AWS_ENDPOINT_URL_BEDROCK_MANTLE").or_else(|| get("AWS_ENDPOINT_URL"));
 
         let listen_addr = get("LISTEN_ADDR")
@@ -166,6 +174,7 @@ impl Config {
             lambda_deadline_margin: Duration::from_millis(number(&get, "LAMBDA_DEADLINE_MARGIN_MS", 3000)?),
             cors_allow_origins,
             bedrock_api,
+            oidc_issuers,
             mantle_endpoint,
             model_fallbacks,
             metrics_namespace: get("METRICS_NAMESPACE")
@@ -255,6 +264,20 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.lambda_deadline_margin, Duration::from_millis(500));
         assert_eq!(cfg.token_read_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn oidc_issuers_are_read_and_checked_at_start() {
+        assert!(Config::from_vars(&vars(&[])).unwrap().oidc_issuers.is_empty());
+        let cfg = Config::from_vars(&vars(&[(
+            "OIDC_ISSUERS",
+            r#"[{"issuer": "https://idp.example.com", "audience": "bedrock-proxy", "caller_claim": "email"}]"#,
+        )]))
+        .unwrap();
+        assert_eq!(cfg.oidc_issuers[0].caller_claim, "email");
+        let err =
+            Config::from_vars(&vars(&[("OIDC_ISSUERS", r#"[{"issuer": "http://idp.example.com"}]"#)])).unwrap_err();
+        assert!(err.0.contains("OIDC_ISSUERS"), "{}", err.0);
     }
 
     #[test]
