@@ -178,6 +178,13 @@ mod tests {
         assert_eq!(issuers[1].audience, ["a", "b"]);
         assert_eq!(issuers[1].claims["ref"], ["refs/heads/*", "v*"]);
         assert_eq!(parse("[]").unwrap(), []);
+        // What Terraform's jsonencode writes for optional attributes left unset.
+        let terraform = parse(
+            r#"[{"issuer": "https://a", "audience": ["x"], "caller_claim": "sub", "groups_claim": null,
+                 "groups": [], "claims": {}}]"#,
+        )
+        .unwrap();
+        assert_eq!(terraform[0].groups_claim, None);
     }
 
     #[test]
