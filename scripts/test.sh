@@ -43,6 +43,11 @@ CLAUDE_CODE_BIN=$(claude_code_bin) || { echo "no runnable Claude Code binary und
 export CLAUDE_CODE_BIN
 "$CLAUDE_CODE_BIN" --version
 
+step "oidc-provider (npm, pinned) for the SSO end-to-end tests"
+# A real OpenID provider on loopback (tests/oidc/server.js), started and stopped by
+# tests/e2e/test_sso.py.
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
