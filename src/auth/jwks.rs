@@ -32,6 +32,9 @@ pub const REFETCH_GAP: Duration = Duration::from_secs(60);
 pub const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
 /// Time allowed for one GET of the discovery document or the key set.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long cold start waits for the first fetch. Lambda allows 10 s for init, and the secret
+/// is read meanwhile; a slower issuer finishes in the background (or the first token waits).
+const START_WAIT: Duration = Duration::from_secs(3);
 /// Key sets are a few KiB; anything much larger is not one.
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
@@ -123,10 +126,10 @@ impl Jwks {
         }
     }
 
-    /// The fetch at start. A failure is logged, not fatal: the first token that needs a key
-    /// fetches again.
+    /// The fetch at start, waited for at most [`START_WAIT`]. A failure is logged, not fatal:
+    /// the first token that needs a key fetches again.
     pub async fn load(&self) {
-        self.fetch_and_wait(Trigger::Start).await;
+        let _ = tokio::time::timeout(START_WAIT, self.fetch_and_wait(Trigger::Start)).await;
     }
 
     /// The key a token names by `kid` (or the only key, for a token without one), refetching
