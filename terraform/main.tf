@@ -23,6 +23,7 @@ locals {
     METRICS_NAMESPACE      = var.metrics_namespace
     MODEL_FALLBACKS        = jsonencode(var.model_fallbacks)
     MODEL_MAP              = jsonencode(var.model_map)
+    OIDC_ISSUERS           = jsonencode(var.oidc_issuers)
     RUST_LOG               = var.rust_log
   }, local.usage_environment)
   usage_environment = { for usage in module.usage : "USAGE_TABLE" => usage.table_name }
