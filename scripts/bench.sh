@@ -6,6 +6,7 @@
 #   scripts/bench.sh --profile  # also callgrind-profile a streamed request (+2 min; first time +10 min build)
 #                               # (of the proxy in both modes, BEDROCK_API=invoke and mantle)
 #   scripts/bench.sh --budgets  # only the budget path's cost per request (scripts/bench-budgets.sh, ~2 min)
+#   scripts/bench.sh --jwt      # only the JWT check's CPU per request (in-process, ~1 min once built)
 #
 # Five paths get the same requests in the same run, interleaved: (1) direct: the client speaks
 # Bedrock's event stream to the emulator itself; (2) this proxy, local mode, release build
@@ -26,13 +27,15 @@ mkdir -p "$OUT"
 
 QUICK=0
 PROFILE=0
+JWT_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --profile) PROFILE=1 ;;
     --budgets) exec bash scripts/bench-budgets.sh ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument $arg (use --quick, --profile, --budgets)" >&2; exit 2 ;;
+    --jwt) JWT_ONLY=1 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $arg (use --quick, --profile, --jwt, --budgets)" >&2; exit 2 ;;
   esac
 done
 
@@ -57,7 +60,19 @@ wait_port() { # port seconds name
 
 step "build (release): proxy, emulator, proxy-bench"
 cargo build --release -p bedrock-anthropic-proxy -p bedrock-emulator -p proxy-bench
-BIN=$ROOT/target/release
+# Where cargo put them: target/, or CARGO_TARGET_DIR (or a config's build.target-dir).
+BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
+
+# The JWT check (issue 19): in-process, one thread, against a loopback issuer with keys made there.
+jwt_bench() {
+  step "jwt: the JWT check's CPU per request (RS256, ES256; in-process, one thread)"
+  "$BIN/proxy-bench" jwt --n "$1" --rounds 5 --out "$OUT/jwt.json" | tee "$OUT/jwt.md"
+}
+if [ "$JWT_ONLY" = 1 ]; then
+  jwt_bench 2000
+  step "done in $(($(date +%s) - START)) s; table in target/bench/jwt.md, raw figures in target/bench/jwt.json"
+  exit 0
+fi
 
 step "LiteLLM $LITELLM_VERSION in .venv-bench"
 if [ ! -x .venv-bench/bin/python ]; then python3 -m venv .venv-bench; fi
@@ -179,6 +194,8 @@ for kid in $LITELLM_KIDS; do
   for _ in $(seq 100); do kill -0 "$kid" 2>/dev/null || break; sleep 0.1; done
 done
 
+if [ "$QUICK" = 1 ]; then jwt_bench 200; else jwt_bench 2000; fi
+
 step "moto (Secrets Manager) on loopback"
 MOTO_PORT=$(free_port)
 "$TOOLS/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$OUT/moto.log" 2>&1 &
@@ -267,6 +284,8 @@ if [ "$QUICK" = 1 ]; then bash scripts/bench-budgets.sh --quick; else bash scrip
   echo
   echo "## Budgets"
   cat "$OUT/budgets.md"
+  echo "## JWT check"
+  cat "$OUT/jwt.md"
   if [ "$PROFILE" = 1 ]; then
     echo
     echo "## Profile"

@@ -60,6 +60,11 @@ export CHROMIUM_BIN
 "$CHROMIUM_BIN" --version 2>/dev/null
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
+step "oidc-provider (npm, pinned) for the SSO end-to-end tests"
+# A real OpenID provider on loopback (tests/oidc/server.js), started and stopped by
+# tests/e2e/test_sso.py.
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

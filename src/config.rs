@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::auth::issuers::IssuerConfig;
 use crate::translate::models::{InferenceProfile, ModelFallbacks, ModelMap};
 use crate::upstream::Api;
 use crate::usage::budgets::Limits;
@@ -86,6 +87,9 @@ pub struct Config {
     pub model_prices: Option<String>,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
     pub bedrock_api: Api,
+    /// Trusted OpenID issuers whose JWTs are accepted beside the static tokens (`OIDC_ISSUERS`,
+    /// a JSON array; empty: JWTs are not accepted).
+    pub oidc_issuers: Vec<IssuerConfig>,
     /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
     /// region's public one.
     pub mantle_endpoint: Option<String>,
@@ -134,6 +138,7 @@ impl Config {
             lambda_deadline_margin: vars.millis("LAMBDA_DEADLINE_MARGIN_MS", 3000, 0)?,
             cors_allow_origins: vars.list("CORS_ALLOW_ORIGINS"),
             bedrock_api: bedrock_api(&vars)?,
+            oidc_issuers: vars.json("OIDC_ISSUERS", crate::auth::issuers::parse)?,
             mantle_endpoint: vars
                 .get("AWS_ENDPOINT_URL_BEDROCK_MANTLE")
                 .or_else(|| vars.get("AWS_ENDPOINT_URL")),
@@ -348,6 +353,20 @@ mod tests {
         assert!(err.0.contains("DEPLOYMENT_DAILY_USD"), "{}", err.0);
         let err = Config::from_vars(&vars(&[("MODEL_PRICES", "{\"x\": 1}")])).unwrap_err();
         assert!(err.0.contains("MODEL_PRICES"), "{}", err.0);
+    }
+
+    #[test]
+    fn oidc_issuers_are_read_and_checked_at_start() {
+        assert!(Config::from_vars(&vars(&[])).unwrap().oidc_issuers.is_empty());
+        let cfg = Config::from_vars(&vars(&[(
+            "OIDC_ISSUERS",
+            r#"[{"issuer": "https://idp.example.com", "audience": "bedrock-proxy", "caller_claim": "email"}]"#,
+        )]))
+        .unwrap();
+        assert_eq!(cfg.oidc_issuers[0].caller_claim, "email");
+        let err =
+            Config::from_vars(&vars(&[("OIDC_ISSUERS", r#"[{"issuer": "http://idp.example.com"}]"#)])).unwrap_err();
+        assert!(err.0.contains("OIDC_ISSUERS"), "{}", err.0);
     }
 
     #[test]

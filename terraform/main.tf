@@ -24,6 +24,7 @@ locals {
     MODEL_FALLBACKS        = jsonencode(var.model_fallbacks)
     MODEL_MAP              = jsonencode(var.model_map)
     MODEL_PRICES           = jsonencode(var.model_prices)
+    OIDC_ISSUERS           = jsonencode(var.oidc_issuers)
     RUST_LOG               = var.rust_log
   }, local.usage_environment, local.deployment_budget_environment)
   usage_environment = { for usage in module.usage : "USAGE_TABLE" => usage.table_name }

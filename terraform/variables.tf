@@ -135,6 +135,29 @@ variable "model_fallbacks" {
   }
 }
 
+variable "oidc_issuers" {
+  type = list(object({
+    issuer       = string
+    audience     = list(string)
+    caller_claim = optional(string, "sub")
+    groups_claim = optional(string)
+    groups       = optional(list(string), [])
+    claims       = optional(map(list(string)), {})
+  }))
+  description = "OIDC_ISSUERS: OpenID issuers whose JWTs the proxy accepts beside its static tokens (SSO for people, keyless CI), e.g. [{ issuer = \"https://token.actions.githubusercontent.com\", audience = [\"bedrock-proxy\"], claims = { repository_owner = [\"acme\"] }, groups = [\"ci\"] }]. issuer is the exact iss (https); the token's aud must hold one of audience; caller_claim names the caller (log, metrics, budgets); groups_claim lists the caller's groups and groups adds fixed ones, for the secret's group policies; every claims entry must match one of its patterns (* globs). Keys come from the issuer's discovery document over HTTPS: no IAM is needed. [] accepts no JWTs. Passed as a JSON array."
+  default     = []
+
+  validation {
+    condition     = alltrue([for i in var.oidc_issuers : startswith(i.issuer, "https://") && length(i.audience) > 0 && alltrue([for a in i.audience : length(a) > 0])])
+    error_message = "Each oidc_issuers entry needs an https:// issuer and at least one non-empty audience."
+  }
+
+  validation {
+    condition     = alltrue([for i in var.oidc_issuers : !contains(["https://token.actions.githubusercontent.com", "https://gitlab.com"], i.issuer) || length(i.claims) > 0])
+    error_message = "GitHub Actions and gitlab.com sign tokens for anyone's pipelines: give those issuers claims, e.g. { repository_owner = [\"your-org\"] } or { namespace_path = [\"your-group\"] }."
+  }
+}
+
 variable "metrics_namespace" {
   type        = string
   description = "METRICS_NAMESPACE: CloudWatch namespace of the proxy's per-request metrics (embedded metric format in its log lines), which the dashboard and alarms read. 1-255 letters, digits and . _ - / # :, not starting with AWS/."

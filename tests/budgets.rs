@@ -436,7 +436,7 @@ async fn group_and_deployment_budgets_count_every_members_spend() {
     );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(
-        String::from_utf8_lossy(&body).contains("daily dollar budget of $0.001 for group \\\"eng\\\""),
+        String::from_utf8_lossy(&body).contains("daily dollar budget of $0.001 for the group \\\"eng\\\""),
         "{body:?}"
     );
     assert_eq!(

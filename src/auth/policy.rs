@@ -8,6 +8,12 @@
 //!             "ci": "…"}}
 //! ```
 //! A caller given as a plain string has no limits.
+//!
+//! JWT callers get their policy from the secret's `groups` instead ([`GroupPolicy`],
+//! [`membership`]): the most permissive of the groups they are in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -79,6 +85,86 @@ impl CallerPolicy {
     }
 }
 
+/// One entry of the secret's `"groups"`: what each member may do, and optionally what all
+/// members may spend together.
+///
+/// ```json
+/// {"groups": {"eng": {"models": ["claude-*"], "daily_tokens": 5000000,
+///                     "pool": {"monthly_tokens": 900000000}}}}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// The same fields as a caller's policy, applied to each member; its budgets are each
+    /// member's own (counted per caller).
+    pub member: Arc<CallerPolicy>,
+    /// The group's shared budget (`"pool"`, budget fields only), counted for the group as a
+    /// whole: every member's spend is added to it.
+    pub pool: Option<Arc<CallerPolicy>>,
+}
+
+/// What a JWT caller gets from the groups it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The most permissive of the member policies (see [`most_permissive`]).
+    pub policy: Arc<CallerPolicy>,
+    /// The shared budgets of the caller's groups that have one, by group name.
+    pub pools: Vec<(String, Arc<CallerPolicy>)>,
+}
+
+/// The policy of a caller in the groups `names` (unknown names are ignored).
+///
+/// When the secret defines no groups, every caller has no limits (the issuer's `claims` decide
+/// who may call). When it defines some, a caller must be in at least one of them: `None` means
+/// it is in none, and is refused.
+pub fn membership(groups: &BTreeMap<String, GroupPolicy>, names: &[String]) -> Option<Membership> {
+    if groups.is_empty() {
+        return Some(Membership {
+            policy: Arc::new(CallerPolicy::default()),
+            pools: Vec::new(),
+        });
+    }
+    let matched: Vec<(&String, &GroupPolicy)> = groups.iter().filter(|(name, _)| names.contains(name)).collect();
+    let policy = match matched.as_slice() {
+        [] => return None,
+        // One group (the usual case): its policy is shared, not copied.
+        [(_, only)] => only.member.clone(),
+        several => Arc::new(most_permissive(several.iter().map(|(_, g)| g.member.as_ref()))),
+    };
+    let pools = matched
+        .iter()
+        .filter_map(|(name, group)| group.pool.clone().map(|pool| ((*name).clone(), pool)))
+        .collect();
+    Some(Membership { policy, pools })
+}
+
+/// The combination of several groups' policies: what any one of them allows. Models are the
+/// union of the lists (and every model if one list is empty); `max_tokens` and each budget are
+/// the largest (and unlimited if one group leaves them unlimited).
+pub fn most_permissive<'a>(policies: impl IntoIterator<Item = &'a CallerPolicy>) -> CallerPolicy {
+    let mut policies = policies.into_iter();
+    let Some(first) = policies.next() else {
+        return CallerPolicy::default();
+    };
+    let largest = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a.max(b));
+    policies.fold(first.clone(), |mut combined, next| {
+        if combined.models.is_empty() || next.models.is_empty() {
+            combined.models.clear();
+        } else {
+            for model in &next.models {
+                if !combined.models.contains(model) {
+                    combined.models.push(model.clone());
+                }
+            }
+        }
+        combined.max_tokens = largest(combined.max_tokens, next.max_tokens);
+        combined.daily_tokens = largest(combined.daily_tokens, next.daily_tokens);
+        combined.monthly_tokens = largest(combined.monthly_tokens, next.monthly_tokens);
+        combined.daily_usd = combined.daily_usd.zip(next.daily_usd).map(|(a, b)| a.max(b));
+        combined.monthly_usd = combined.monthly_usd.zip(next.monthly_usd).map(|(a, b)| a.max(b));
+        combined
+    })
+}
+
 /// `*` matches any run of characters, everything else itself.
 pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
@@ -144,6 +230,69 @@ mod tests {
         assert!(policy.check_max_tokens(None).is_ok());
         let err = policy.check_max_tokens(Some(128_000)).unwrap_err();
         assert_eq!(err.status_and_type().0, 400);
+    }
+
+    fn group(member: CallerPolicy, pool: Option<CallerPolicy>) -> GroupPolicy {
+        GroupPolicy {
+            member: Arc::new(member),
+            pool: pool.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn several_groups_combine_to_what_any_of_them_allows() {
+        let haiku = CallerPolicy {
+            models: vec!["claude-haiku-*".into()],
+            max_tokens: Some(8_000),
+            daily_tokens: Some(1_000),
+            monthly_tokens: None,
+            daily_usd: Some(Usd(1_000_000)),
+            monthly_usd: Some(Usd(20_000_000)),
+        };
+        let sonnet = CallerPolicy {
+            models: vec!["claude-sonnet-*".into(), "claude-haiku-*".into()],
+            max_tokens: Some(64_000),
+            daily_tokens: Some(5_000),
+            monthly_tokens: Some(90_000),
+            daily_usd: Some(Usd(5_000_000)),
+            monthly_usd: None,
+        };
+        let combined = most_permissive([&haiku, &sonnet]);
+        assert_eq!(combined.models, ["claude-haiku-*", "claude-sonnet-*"]);
+        assert_eq!(combined.max_tokens, Some(64_000));
+        assert_eq!(combined.daily_tokens, Some(5_000));
+        // One group without a monthly budget leaves the caller without one.
+        assert_eq!(combined.monthly_tokens, None);
+        assert_eq!((combined.daily_usd, combined.monthly_usd), (Some(Usd(5_000_000)), None));
+        // An empty model list allows every model, so it wins.
+        let any = most_permissive([&haiku, &CallerPolicy::default()]);
+        assert!(any.models.is_empty() && any.max_tokens.is_none() && any.daily_tokens.is_none());
+    }
+
+    #[test]
+    fn a_caller_in_no_listed_group_gets_nothing_when_groups_are_defined() {
+        let mut groups = BTreeMap::new();
+        // No groups at all: no limits.
+        let open = membership(&groups, &["anything".into()]).unwrap();
+        assert_eq!(*open.policy, CallerPolicy::default());
+        let eng = CallerPolicy {
+            models: vec!["claude-*".into()],
+            ..CallerPolicy::default()
+        };
+        let pool = CallerPolicy {
+            daily_tokens: Some(10),
+            ..CallerPolicy::default()
+        };
+        groups.insert("eng".to_string(), group(eng.clone(), Some(pool.clone())));
+        groups.insert("ops".to_string(), group(CallerPolicy::default(), None));
+        assert_eq!(membership(&groups, &["sales".into()]), None);
+        assert_eq!(membership(&groups, &[]), None);
+        let member = membership(&groups, &["sales".into(), "eng".into()]).unwrap();
+        assert_eq!(*member.policy, eng);
+        assert_eq!(member.pools, [("eng".to_string(), Arc::new(pool))]);
+        let both = membership(&groups, &["eng".into(), "ops".into(), "eng".into()]).unwrap();
+        assert!(both.policy.models.is_empty());
+        assert_eq!(both.pools.len(), 1);
     }
 
     #[test]

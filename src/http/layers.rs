@@ -128,12 +128,14 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
                 .into(),
         ));
     }
-    let caller = state.tokens.authenticate(&presented).await?;
-    if let Some(log) = req.extensions().get::<RequestLog>() {
+    let log = req.extensions().get::<RequestLog>();
+    let caller = crate::auth::authenticate(&state.tokens, state.jwt.as_ref(), &presented, log).await?;
+    if let Some(log) = log {
         log.caller(&caller.name);
-        // Static callers are the secret's few names; a JWT caller is never a metrics dimension.
-        // JWT callers' groups (`Caller::pools`) become the `group` dimension once they land.
-        log.dimensions(None, state.tokens.is_static_caller(&caller.name));
+        // Static callers are the secret's few names; a JWT caller is never a metrics dimension,
+        // its group (the first with a shared pool, a name from the secret) is.
+        let group = caller.pools.first().map(|(name, _)| name.as_str());
+        log.dimensions(group, state.tokens.is_static_caller(&caller.name));
     }
     // The handlers read the caller's policy from here.
     let mut req = req;

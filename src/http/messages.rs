@@ -107,8 +107,8 @@ async fn admit(
     let Some(budgets) = &state.budgets else {
         return Ok(Vec::new());
     };
-    // JWT callers' group pools (`Caller::pools`) are the third argument once they land.
-    let accounts = budgets::accounts(&caller.name, policy, &[], &state.config.deployment_budget);
+    // The caller's own budget, its groups' shared pools (JWT callers) and the deployment's.
+    let accounts = budgets::accounts(&caller.name, policy, &caller.pools, &state.config.deployment_budget);
     if accounts.is_empty() {
         return Ok(Vec::new());
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod budgets;
+pub mod idp;
 pub mod logs;
 pub mod moto;
 

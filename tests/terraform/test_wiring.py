@@ -48,6 +48,7 @@ CORE_SETTINGS = {
     "METRICS_NAMESPACE",
     "MODEL_FALLBACKS",
     "MODEL_MAP",
+    "OIDC_ISSUERS",
     "RUST_LOG",
 }
 # Set only when its feature is on (here: enable_budgets).
@@ -342,6 +343,17 @@ def test_upstream_fallbacks_and_metrics_namespace_come_from_their_inputs():
     assert set(validation_strings(api)) == {"invoke", "mantle"}
     assert fallbacks["type"] == "${map(list(string))}" and fallbacks["default"] == {}
     assert unquote(namespace["default"]) == "BedrockAnthropicProxy"
+
+
+def test_oidc_issuers_come_from_their_input_as_a_json_array_defaulting_to_none():
+    merged = local(ROOT_MAIN, "proxy_environment")
+    issuers = variable(ROOT_VARIABLES, "oidc_issuers")
+
+    assert re.search(r"\bOIDC_ISSUERS\s*=\s*jsonencode\(var\.oidc_issuers\)", merged)
+    assert issuers["default"] == []
+    assert "list(object(" in issuers["type"]
+    # The shared CI issuers are refused without required claims, as the binary refuses them.
+    assert "https://token.actions.githubusercontent.com" in validation_strings(issuers)
 
 
 def test_usage_table_is_set_only_with_budgets():

@@ -107,7 +107,7 @@ impl Scope {
     fn words(&self) -> String {
         match self {
             Self::Caller => "this token".into(),
-            Self::Group(name) => format!("group {name:?}"),
+            Self::Group(name) => format!("the group {name:?}"),
             Self::Deployment => "this deployment".into(),
         }
     }
