@@ -105,7 +105,7 @@ fn group(name: &str, entry: &Value) -> Result<GroupPolicy, String> {
             // A pool is spend shared by the members; which models they use is the member policy's.
             if !pool.models.is_empty() || pool.max_tokens.is_some() || !pool.has_budget() {
                 return Err(format!(
-                    "the pool of group {name:?} takes budget fields only (daily_tokens, monthly_tokens)"
+                    "the pool of group {name:?} takes budget fields only (daily_tokens, monthly_tokens, daily_usd, monthly_usd)"
                 ));
             }
             Some(Arc::new(pool))
