@@ -472,3 +472,54 @@ async fn an_unreadable_table_fails_closed_in_the_shape_claude_code_knows() {
         "fetch_error"
     );
 }
+
+#[tokio::test]
+async fn budget_reads_are_cached_and_single_flight() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let (client, table) = usage_table().await;
+    let budgets = Budgets::new(client, table, Duration::from_secs(3600));
+    let policy = CallerPolicy {
+        daily_usd: Some(Usd(1_000_000)),
+        ..CallerPolicy::default()
+    };
+    let admit = || budgets.admit(accounts("alice", &policy, &[], &Limits::default()), Spend::default());
+    // Twenty requests at once, with nothing read yet: one read, the others wait for it.
+    let results = futures_util::future::join_all((0..20).map(|_| admit())).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(budgets.reads(), 1);
+    // Later ones use the cached read.
+    for _ in 0..5 {
+        admit().await.unwrap();
+    }
+    assert_eq!(budgets.reads(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_read_falls_back_to_the_last_read_of_the_day_and_without_one_fails_closed() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let (client, table) = usage_table().await;
+    // Reads trusted for no time at all: every admission reads.
+    let budgets = Budgets::new(client.clone(), table.clone(), Duration::ZERO);
+    let policy = CallerPolicy {
+        daily_usd: Some(Usd(1_000_000)),
+        ..CallerPolicy::default()
+    };
+    let of = || accounts("alice", &policy, &[], &Limits::default());
+    budgets.admit(of(), Spend::default()).await.unwrap();
+    client.delete_table().table_name(&table).send().await.unwrap();
+    // The table is gone: the last read of the day stands in, and says so in the log.
+    budgets.admit(of(), Spend::default()).await.unwrap();
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|l| l["message"] == "could not read the budget; using the last read"),
+        "{:?}",
+        logs.lines()
+    );
+    // An instance that never read it refuses.
+    let fresh = Budgets::new(client, table, Duration::ZERO);
+    let err = fresh.admit(of(), Spend::default()).await.unwrap_err();
+    assert_eq!(err.status_and_type().0, 429);
+}

@@ -192,6 +192,7 @@ pub struct Budgets {
     /// One slot per account: its lock makes reads single-flight.
     cache: Mutex<HashMap<String, Slot>>,
     write_failures: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl Budgets {
@@ -216,6 +217,7 @@ impl Budgets {
             reserve_percent,
             cache: Mutex::new(HashMap::new()),
             write_failures: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -285,6 +287,11 @@ impl Budgets {
     /// Writes that failed since the process started.
     pub fn write_failures(&self) -> u64 {
         self.write_failures.load(Ordering::Relaxed)
+    }
+
+    /// Reads of the table since the process started (the cache's misses).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Reserves `worst` on the account's day and month, only while both are under their
@@ -383,6 +390,7 @@ impl Budgets {
         {
             return Ok(s.clone());
         }
+        self.reads.fetch_add(1, Ordering::Relaxed);
         match store::read(&self.client, &self.table, key, period).await {
             Ok((day_used, month_used)) => {
                 let fresh = Snapshot {
