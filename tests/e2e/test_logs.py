@@ -117,5 +117,9 @@ def test_answered_messages_log_their_model_and_token_counts(logs):
     for line in answered:
         assert line["model"] != "-" and line["bedrock_model"] != "-", line
         assert line["input_tokens"] > 0 and line["output_tokens"] > 0, line
+        # Every answer says what it cost, or that its model has no price (never a guess).
+        assert str(line["priced"]).lower() in {"true", "false", "1", "0"}, line
+        if str(line["priced"]).lower() in {"true", "1"}:
+            assert float(line["cost_usd"]) > 0, line
     for line in counted:
         assert line["input_tokens"] > 0, line
