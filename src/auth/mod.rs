@@ -1,6 +1,7 @@
 //! Who may call: the static tokens (from Secrets Manager or the environment), the secret's
-//! format, and each caller's policy.
+//! format, and each caller's policy (including its Bedrock guardrail).
 
+pub mod guardrail;
 pub mod policy;
 pub mod secret;
 pub mod tokens;

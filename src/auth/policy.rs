@@ -1,15 +1,18 @@
 //! Per-caller policy, kept in the token secret next to each caller's token: which models the
-//! caller may use, the largest `max_tokens` it may ask for, and its token budgets.
+//! caller may use, the largest `max_tokens` it may ask for, its token budgets, and the Bedrock
+//! guardrail applied to its answers.
 //!
 //! ```json
 //! {"tokens": {"alice": {"token": "…", "models": ["claude-sonnet-*", "claude-haiku-*"],
-//!                       "max_tokens": 64000, "daily_tokens": 5000000, "monthly_tokens": 90000000},
+//!                       "max_tokens": 64000, "daily_tokens": 5000000, "monthly_tokens": 90000000,
+//!                       "guardrail": {"id": "abc123def456", "version": "1"}},
 //!             "ci": "…"}}
 //! ```
 //! A caller given as a plain string has no limits.
 
 use serde::Deserialize;
 
+use crate::auth::guardrail::Guardrail;
 use crate::error::ProxyError;
 
 /// What one caller may do. The default allows everything.
@@ -29,6 +32,9 @@ pub struct CallerPolicy {
     /// Tokens per UTC calendar month.
     #[serde(default)]
     pub monthly_tokens: Option<u64>,
+    /// The Bedrock guardrail every answer for this caller goes through (docs/guardrails.md).
+    #[serde(default)]
+    pub guardrail: Option<Guardrail>,
 }
 
 impl CallerPolicy {

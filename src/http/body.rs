@@ -6,12 +6,14 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
+use crate::auth::guardrail::refuse_caller_choice;
 use crate::error::ProxyError;
 use crate::translate::request::{parse_request, Endpoint, MessagesRequest};
 use crate::AppState;
 
-/// The preamble of both POST handlers: the body read (within `MAX_BODY_BYTES`) and checked.
-/// The bytes are let go at once; the parsed request is what travels on.
+/// The preamble of both POST handlers: the body read (within `MAX_BODY_BYTES`) and checked,
+/// and no guardrail of the caller's own choosing in its headers or body. The bytes are let go
+/// at once; the parsed request is what travels on.
 pub(crate) async fn read_request(
     state: &AppState,
     body: Body,
@@ -19,7 +21,9 @@ pub(crate) async fn read_request(
     endpoint: Endpoint,
 ) -> Result<MessagesRequest, ProxyError> {
     let bytes = read_body(body, headers, state.config.max_body_bytes).await?;
-    parse_request(&bytes, endpoint)
+    let request = parse_request(&bytes, endpoint)?;
+    refuse_caller_choice(headers, &request)?;
+    Ok(request)
 }
 
 /// Reads the body up to `limit` bytes, refusing larger ones while reading, not after.

@@ -14,6 +14,7 @@ use crate::auth::Caller;
 use crate::error::ProxyError;
 use crate::http::body::read_request;
 use crate::sse::SseBody;
+use crate::translate::answer::GUARDRAIL_INTERVENED;
 use crate::translate::request::{Endpoint, MessagesRequest};
 use crate::upstream::deadline::Deadline;
 use crate::upstream::{Answer, Call};
@@ -51,12 +52,15 @@ pub(crate) async fn messages(
                 .map_err(|e| ProxyError::Internal(format!("building the stream response: {e}")))
         }
         Answer::Whole(answer) => {
-            let (answer, usage) = crate::translate::request::from_bedrock_response(answer)?;
-            if let Some(usage) = usage {
+            let answer = crate::translate::request::from_bedrock_response(answer)?;
+            if let Some(usage) = answer.usage {
                 log.usage(usage);
             }
+            if answer.guardrail_intervened {
+                log.outcome(GUARDRAIL_INTERVENED);
+            }
             log.first_token();
-            Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
+            Ok(([(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Bedrock stream chunks → Anthropic server-sent events: `event: <type>\ndata: <json>\n\n`,
 //! one frame per chunk, sent as it arrives (events that arrived together share one write); keep-alive pings on silence; `event: error`
 //! when the stream fails after it has begun, or when the Lambda deadline comes near; token
-//! counts taken from Bedrock's metrics.
+//! counts taken from Bedrock's metrics; Bedrock's own keys removed (`translate::answer`), and
+//! the blocks of a guardrail's intervention put back in Anthropic's order ([`blocks`]).
+
+pub mod blocks;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -15,10 +18,11 @@ use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
-use crate::translate::request::BEDROCK_METRICS_KEY;
+use crate::translate::answer::{strip_event, BEDROCK_PREFIX, GUARDRAIL_INTERVENED};
 use crate::upstream::deadline::Deadline;
 use crate::upstream::{EventStream, StartedStream, StreamItem};
 use crate::usage::request_log::{RequestLog, Usage};
+use blocks::{BlockEvent, Blocks};
 
 /// The keep-alive frame, byte for byte what Anthropic sends.
 pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
@@ -76,10 +80,33 @@ pub fn parse_frame(frame: &[u8]) -> Result<(String, serde_json::Value), String> 
     Ok((event.to_string(), value))
 }
 
+/// What the proxy reads of every event: its type, and what it does to the content blocks.
+/// serde walks the whole event to find the type either way, so the extra fields cost little;
+/// they are read as any JSON, so that an odd value there never fails an event.
 #[derive(Deserialize)]
 struct EventHead<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
+    #[serde(default)]
+    index: Option<serde_json::Value>,
+    #[serde(default)]
+    content_block: Option<serde_json::Value>,
+}
+
+impl EventHead<'_> {
+    fn block_event(&self) -> BlockEvent {
+        let index = self.index.as_ref().and_then(serde_json::Value::as_u64);
+        match (self.kind.as_ref(), index) {
+            ("content_block_start", Some(index)) => BlockEvent::Start {
+                index,
+                text: self.content_block.as_ref().and_then(|b| b.get("type")) == Some(&"text".into()),
+            },
+            ("content_block_delta", Some(index)) => BlockEvent::Delta { index },
+            ("content_block_stop", Some(index)) => BlockEvent::Stop { index },
+            ("message_delta", _) => BlockEvent::MessageDelta,
+            _ => BlockEvent::Other,
+        }
+    }
 }
 
 /// One re-framed event.
@@ -94,12 +121,26 @@ pub struct Frame {
     pub carries_tokens: bool,
     /// Token counts, when the event carried Bedrock's metrics.
     pub usage: Option<Usage>,
+    /// The event said a Bedrock guardrail intervened.
+    pub guardrail_intervened: bool,
+    /// What the event does to the content blocks.
+    pub block: BlockEvent,
+}
+
+impl Frame {
+    /// The event's JSON, as sent on the `data:` line.
+    pub fn data(&self) -> &[u8] {
+        let start = memchr::memmem::find(&self.bytes, b"\ndata: ").map_or(0, |at| at + 7);
+        let end = self.bytes.len().saturating_sub(2).max(start);
+        &self.bytes[start..end]
+    }
 }
 
 /// Re-frames one Bedrock chunk payload (one Anthropic event as JSON) as an SSE frame.
 ///
-/// The JSON is forwarded byte for byte, except `message_stop`, which loses Bedrock's metrics,
-/// and JSON containing raw line breaks, which is re-serialised so it fits on one `data:` line.
+/// The JSON is forwarded byte for byte, except an event carrying Bedrock's own keys
+/// (`message_stop`'s metrics, a guardrail's action), which loses them, and JSON containing raw
+/// line breaks, which is re-serialised so it fits on one `data:` line.
 pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     let garbled = |why: &str| ProxyError::Upstream(format!("bedrock sent an unreadable stream event: {why}"));
     // serde would also read a struct from a JSON array (`["message_stop"]`); events are objects.
@@ -107,21 +148,23 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
         return Err(garbled("not a JSON object"));
     }
     let head: EventHead<'_> = serde_json::from_slice(chunk).map_err(|_| garbled("not a JSON event with a \"type\""))?;
+    let block = head.block_event();
     let kind = head.kind;
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(garbled("bad event type"));
     }
     let is_stop = kind == "message_stop";
     let mut usage = None;
+    let mut guardrail_intervened = false;
     let mut rewritten = None;
-    // Bedrock puts its metrics on message_stop; look everywhere anyway (a SIMD substring
-    // search costs nanoseconds), so they can never leak to a caller.
-    let has_metrics = is_stop || memchr::memmem::find(chunk, BEDROCK_METRICS_KEY.as_bytes()).is_some();
-    if has_metrics || memchr::memchr2(b'\n', b'\r', chunk).is_some() {
+    // Bedrock puts its metrics and a guardrail's action on message_stop; look everywhere
+    // anyway (a SIMD substring search costs nanoseconds), so they can never leak to a caller.
+    let has_bedrock_keys = is_stop || memchr::memmem::find(chunk, BEDROCK_PREFIX.as_bytes()).is_some();
+    if has_bedrock_keys || memchr::memchr2(b'\n', b'\r', chunk).is_some() {
         let mut value: serde_json::Value = serde_json::from_slice(chunk).map_err(|_| garbled("not JSON"))?;
-        if let Some(metrics) = value.as_object_mut().and_then(|o| o.remove(BEDROCK_METRICS_KEY)) {
-            usage = Some(Usage::from_bedrock_metrics(&metrics));
-        }
+        let removed = strip_event(&mut value);
+        usage = removed.metrics.as_ref().map(Usage::from_bedrock_metrics);
+        guardrail_intervened = removed.intervened;
         rewritten = Some(serde_json::to_vec(&value).map_err(|_| garbled("not JSON"))?);
     }
     let data = rewritten.as_deref().unwrap_or(chunk);
@@ -136,6 +179,8 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
         is_stop,
         carries_tokens: kind == "content_block_delta",
         usage,
+        guardrail_intervened,
+        block,
     })
 }
 
@@ -173,6 +218,7 @@ pub struct SseBody {
     deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
     log: RequestLog,
     saw_stop: bool,
+    blocks: Blocks,
 }
 
 impl SseBody {
@@ -196,6 +242,7 @@ impl SseBody {
             deadline: deadline.map(|d| (d, Box::pin(tokio::time::sleep_until(d.at)))),
             log,
             saw_stop: false,
+            blocks: Blocks::default(),
         }
     }
 
@@ -224,6 +271,7 @@ impl SseBody {
     }
 
     /// One item from Bedrock (or its end) → the frame for the caller, or `None` for a clean end.
+    /// The frame may be empty: an event the block repair dropped.
     fn frame(&mut self, item: Option<StreamItem>) -> Option<Bytes> {
         match item {
             Some(Ok(chunk)) => match reframe(&chunk) {
@@ -231,11 +279,15 @@ impl SseBody {
                     if let Some(usage) = frame.usage {
                         self.log.usage(usage);
                     }
+                    if frame.guardrail_intervened {
+                        self.log.outcome(GUARDRAIL_INTERVENED);
+                    }
                     self.saw_stop |= frame.is_stop;
                     if frame.carries_tokens {
                         self.log.first_token();
                     }
-                    Some(frame.bytes)
+                    let repaired = self.blocks.repair(frame.block, frame.data());
+                    Some(repaired.unwrap_or(frame.bytes))
                 }
                 Err(e) => Some(self.fail(e)),
             },
@@ -311,22 +363,29 @@ impl Stream for SseBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // Every field is Unpin (the timers are boxed), so the body can be used by `&mut`.
         let this = self.get_mut();
-        let frame = match &mut this.state {
-            State::Ended => return Poll::Ready(None),
-            State::Waiting { ping_owed, first } => {
-                if std::mem::take(ping_owed) {
-                    return Poll::Ready(Some(Ok(Bytes::from_static(PING_FRAME))));
+        loop {
+            let frame = match &mut this.state {
+                State::Ended => return Poll::Ready(None),
+                State::Waiting { ping_owed, first } => {
+                    if std::mem::take(ping_owed) {
+                        return Poll::Ready(Some(Ok(Bytes::from_static(PING_FRAME))));
+                    }
+                    let first = first.take();
+                    this.state = State::Streaming;
+                    match first {
+                        Some(item) => Poll::Ready(this.forward(Some(item), cx)),
+                        None => this.poll_streaming(cx),
+                    }
                 }
-                let first = first.take();
-                this.state = State::Streaming;
-                match first {
-                    Some(item) => Poll::Ready(this.forward(Some(item), cx)),
-                    None => this.poll_streaming(cx),
-                }
+                State::Streaming => this.poll_streaming(cx),
+            };
+            match frame {
+                // An event the block repair dropped: nothing to write (an empty chunk would
+                // read as the end of a chunked body), so on to the next.
+                Poll::Ready(Some(bytes)) if bytes.is_empty() => continue,
+                frame => return frame.map(|bytes| bytes.map(Ok)),
             }
-            State::Streaming => this.poll_streaming(cx),
-        };
-        frame.map(|bytes| bytes.map(Ok))
+        }
     }
 }
 

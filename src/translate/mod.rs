@@ -2,6 +2,7 @@
 //! request rewrite, the rules table it follows, healing from Bedrock's refusals, and model
 //! names.
 
+pub mod answer;
 pub mod catalogue;
 pub mod heal;
 pub mod models;
