@@ -7,7 +7,8 @@
 //! repairs exactly this on its own Bedrock path ("Guardrail block text addressed to block N moved
 //! to text block M"): the stray deltas go to the open text block, and that block is stopped once.
 //! Anthropic's SDKs, which read the proxy's stream, index their content by `index` and fail on a
-//! delta for a block that was never started, so the proxy makes the same repair for everyone.
+//! delta for a block that was never started (the `anthropic` Python SDK 2.17's accumulator raises
+//! `IndexError`), so the proxy makes the same repair for everyone.
 //! A stream whose blocks are well formed passes untouched.
 
 use bytes::{BufMut, Bytes, BytesMut};
