@@ -341,10 +341,6 @@ fn clean_cache_control(value: &mut Value, keep: &impl Fn(&String, &mut Value) ->
     }
 }
 
-/// Bedrock's addition to answers (a stream's `message_stop`): its token counts and latencies.
-/// Callers never see it.
-pub const BEDROCK_METRICS_KEY: &str = crate::translate::answer::METRICS_KEY;
-
 /// Bedrock's non-streaming answer as the caller should see it.
 #[derive(Debug)]
 pub struct WholeAnswer {
