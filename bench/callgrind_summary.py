@@ -17,9 +17,9 @@ LINE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$")
 # Inclusive entry points: label, regexes over the demangled name (the largest match of each counts),
 # and optionally the only column (dump name) where the row means what its label says ("—" elsewhere).
 ENTRY_POINTS = [
-    ("handler up to the first event (routes::messages)", [r"bedrock_anthropic_proxy::routes::messages"]),
-    ("  Anthropic → upstream body (translate::parse_request + to_upstream)",
-     [r"translate::parse_request$", r"translate::to_upstream$"]),
+    ("handler up to the first event (http::messages)", [r"bedrock_anthropic_proxy::http::messages::messages"]),
+    ("  Anthropic → upstream body (translate::request::parse_request + to_upstream)",
+     [r"translate::request::parse_request$", r"translate::request::to_upstream$"]),
     # BEDROCK_API=invoke: the AWS SDK's orchestrator.
     ("  SDK call up to response headers, incl. signing (orchestrator::invoke_with_stop_point)",
      [r"orchestrator::invoke_with_stop_point"]),

@@ -5,6 +5,7 @@
 #   scripts/bench.sh --quick    # shorter runs, for checking the script itself
 #   scripts/bench.sh --profile  # also callgrind-profile a streamed request (+2 min; first time +10 min build)
 #                               # (of the proxy in both modes, BEDROCK_API=invoke and mantle)
+#   scripts/bench.sh --jwt      # only the JWT check's CPU per request (in-process, ~1 min once built)
 #
 # Five paths get the same requests in the same run, interleaved: (1) direct: the client speaks
 # Bedrock's event stream to the emulator itself; (2) this proxy, local mode, release build
@@ -17,6 +18,7 @@
 # The measuring is done by bench/ (proxy-bench); this script builds, starts and stops servers.
 # Every server it starts is stopped on exit.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/target/bench
@@ -24,12 +26,14 @@ mkdir -p "$OUT"
 
 QUICK=0
 PROFILE=0
+JWT_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --profile) PROFILE=1 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument $arg (use --quick, --profile)" >&2; exit 2 ;;
+    --jwt) JWT_ONLY=1 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $arg (use --quick, --profile, --jwt)" >&2; exit 2 ;;
   esac
 done
 
@@ -40,22 +44,8 @@ LITELLM_WORKERS=${LITELLM_WORKERS:-$(nproc)}
 TOKEN=sk-bench-token
 START=$(date +%s)
 
-step() { printf '\n==> %s\n' "$*" >&2; }
 
-PIDS=()
-cleanup() {
-  local pid kid
-  for pid in "${PIDS[@]}"; do
-    # LiteLLM's uvicorn workers are children of the pid we started.
-    for kid in $(pgrep -P "$pid" 2>/dev/null || true); do kill "$kid" 2>/dev/null || true; done
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { # port seconds name
   local i
   for ((i = 0; i < $2 * 20; i++)); do
@@ -68,7 +58,19 @@ wait_port() { # port seconds name
 
 step "build (release): proxy, emulator, proxy-bench"
 cargo build --release -p bedrock-anthropic-proxy -p bedrock-emulator -p proxy-bench
-BIN=$ROOT/target/release
+# Where cargo put them: target/, or CARGO_TARGET_DIR (or a config's build.target-dir).
+BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
+
+# The JWT check (issue 19): in-process, one thread, against a loopback issuer with keys made there.
+jwt_bench() {
+  step "jwt: the JWT check's CPU per request (RS256, ES256; in-process, one thread)"
+  "$BIN/proxy-bench" jwt --n "$1" --rounds 5 --out "$OUT/jwt.json" | tee "$OUT/jwt.md"
+}
+if [ "$JWT_ONLY" = 1 ]; then
+  jwt_bench 2000
+  step "done in $(($(date +%s) - START)) s; table in target/bench/jwt.md, raw figures in target/bench/jwt.json"
+  exit 0
+fi
 
 step "LiteLLM $LITELLM_VERSION in .venv-bench"
 if [ ! -x .venv-bench/bin/python ]; then python3 -m venv .venv-bench; fi
@@ -101,7 +103,7 @@ step "machine"
 step "bedrock emulator"
 "$BIN/bedrock-emulator" --addr 127.0.0.1:0 >"$OUT/emulator.out" 2>&1 &
 EMU_PID=$!
-PIDS+=("$EMU_PID")
+track "$EMU_PID"
 for _ in $(seq 100); do grep -q LISTENING "$OUT/emulator.out" && break; sleep 0.05; done
 EMU=$(sed -n 's/^LISTENING //p' "$OUT/emulator.out")
 [ -n "$EMU" ] || { echo "bench.sh: the emulator did not start" >&2; cat "$OUT/emulator.out" >&2; exit 1; }
@@ -117,7 +119,7 @@ PROXY_PORT=$(free_port)
 env "${proxy_env[@]}" BEDROCK_API=invoke LISTEN_ADDR=127.0.0.1:$PROXY_PORT "$BIN/bedrock-anthropic-proxy" \
   2>"$OUT/proxy.log" &
 PROXY_PID=$!
-PIDS+=("$PROXY_PID")
+track "$PROXY_PID"
 wait_port "$PROXY_PORT" 10 proxy
 
 step "proxy (mantle): the same binary, BEDROCK_API=mantle"
@@ -125,7 +127,7 @@ MANTLE_PORT=$(free_port)
 env "${proxy_env[@]}" BEDROCK_API=mantle LISTEN_ADDR=127.0.0.1:$MANTLE_PORT "$BIN/bedrock-anthropic-proxy" \
   2>"$OUT/proxy-mantle.log" &
 MANTLE_PID=$!
-PIDS+=("$MANTLE_PID")
+track "$MANTLE_PID"
 wait_port "$MANTLE_PORT" 10 "proxy (mantle)"
 # Fail early, with the proxy's own answer, if Mantle mode cannot stream through the emulator.
 if ! "$BIN/proxy-bench" drive --url "http://127.0.0.1:$MANTLE_PORT" --token "$TOKEN" --n 1 >/dev/null; then
@@ -155,7 +157,7 @@ EOF
 LITELLM_CMD="$ROOT/.venv-bench/bin/litellm --config $OUT/litellm.yaml --host 127.0.0.1 --num_workers $LITELLM_WORKERS"
 $LITELLM_CMD --port "$LITELLM_PORT" >"$OUT/litellm.log" 2>&1 &
 LITELLM_PID=$!
-PIDS+=("$LITELLM_PID")
+track "$LITELLM_PID"
 wait_port "$LITELLM_PORT" 180 LiteLLM
 # uvicorn may accept before every worker is ready; ask until a real answer comes back.
 for _ in $(seq 120); do
@@ -190,10 +192,12 @@ for kid in $LITELLM_KIDS; do
   for _ in $(seq 100); do kill -0 "$kid" 2>/dev/null || break; sleep 0.1; done
 done
 
+if [ "$QUICK" = 1 ]; then jwt_bench 200; else jwt_bench 2000; fi
+
 step "moto (Secrets Manager) on loopback"
 MOTO_PORT=$(free_port)
 "$TOOLS/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$OUT/moto.log" 2>&1 &
-PIDS+=($!)
+track $!
 wait_port "$MOTO_PORT" 60 moto_server
 sleep 2 # let moto finish starting: cold starts are timed on a quiet machine
 
@@ -234,7 +238,7 @@ if [ "$PROFILE" = 1 ]; then
       valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-$api.out" \
       target/profiling/bedrock-anthropic-proxy 2>"$OUT/callgrind-$api.log" &
     pid=$!
-    PIDS+=("$pid")
+    track "$pid"
     wait_port "$port" 120 "proxy under callgrind ($api)"
     local drive=("$BIN/proxy-bench" drive --url "http://127.0.0.1:$port" --token "$TOKEN" --text "emulator:chunks=10")
     "${drive[@]}" --n 200 >/dev/null # warm-up: connection pools, lazy statics
@@ -272,6 +276,9 @@ fi
   echo
   echo "## Package size"
   cat "$OUT/size.md"
+  echo
+  echo "## JWT check"
+  cat "$OUT/jwt.md"
   if [ "$PROFILE" = 1 ]; then
     echo
     echo "## Profile"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Record Claude Code's own Messages requests — first party, Bedrock and Mantle — as the paired
-# ground truth under tests/data/claude-code/VERSION/ (see the README's "Refreshing Claude Code's
+# ground truth under tests/data/claude-code/VERSION/ (see docs/fidelity.md, "Refreshing Claude Code's
 # captured requests").
 #
 #   scripts/capture-claude-code.sh [--out DIR] [--logs DIR] [VERSION]     (VERSION defaults to 2.1.332)

@@ -16,6 +16,7 @@
 #   tests/data/claude-code/2.1.332/opus-5-5.json).
 # Prints a Markdown table of medians. Every server it starts is stopped on exit.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 [ $# -ge 2 ] || { sed -n '2,17p' "$0"; exit 2; }
@@ -30,13 +31,9 @@ ulimit -n 8192 2>/dev/null || true
 cargo build --release --quiet -p bedrock-emulator -p proxy-bench
 BIN=$ROOT/target/release
 
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 "$BIN/bedrock-emulator" --addr 127.0.0.1:0 >"$OUT/emulator.out" 2>&1 &
-PIDS+=($!)
+track $!
 for _ in $(seq 100); do grep -q LISTENING "$OUT/emulator.out" && break; sleep 0.05; done
 EMU=$(sed -n 's/^LISTENING //p' "$OUT/emulator.out")
 
@@ -48,7 +45,7 @@ start_proxy() { # binary
     INFERENCE_PROFILE=us BEARER_TOKEN=tok UPSTREAM_MAX_ATTEMPTS=1 LISTEN_ADDR="127.0.0.1:$PORT" \
     "$1" 2>>"$OUT/proxy.log" &
   PROXY_PID=$!
-  PIDS+=("$PROXY_PID")
+  track "$PROXY_PID"
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.05; done
   echo "cpu-ab.sh: $1 did not start" >&2; exit 1
 }

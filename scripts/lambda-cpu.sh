@@ -6,11 +6,11 @@
 #                                                  # endpoint (the emulator's Mantle route)
 # Needs .venv (scripts/test.sh makes it) for cargo-lambda. Stops everything it starts.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 N=${1:-1000}
 API=${BEDROCK_API:-invoke}
 cargo build --release --quiet -p bedrock-emulator -p proxy-bench
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 EMU_PORT=$(free_port)
 ./target/release/bedrock-emulator --addr "127.0.0.1:$EMU_PORT" >/dev/null 2>&1 &
@@ -23,7 +23,9 @@ env -u AWS_PROFILE BEARER_TOKEN=bench-token BEDROCK_API="$API" AWS_ENDPOINT_URL_
   --invoke-address 127.0.0.1 --invoke-port "$PORT" --package bedrock-anthropic-proxy --bin bedrock-anthropic-proxy \
   >target/lambda-cpu-watch.log 2>&1 &
 WATCH_PID=$!
-trap 'kill -- -"$WATCH_PID" 2>/dev/null || true; kill "$EMU_PID" 2>/dev/null || true' EXIT
+track "$EMU_PID"
+# cargo lambda runs the function as its child: stop the whole process group it leads.
+trap 'kill -- -"$WATCH_PID" 2>/dev/null || true; stop_tracked' EXIT
 
 URL="http://127.0.0.1:$PORT/lambda-url/bedrock-anthropic-proxy"
 python3 - "$URL/health" <<'PY'

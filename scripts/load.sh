@@ -13,6 +13,7 @@
 # threads and RSS (from /proc), and the emulator's open_streams, which must be back to 0.
 # Peak RSS (VmHWM) must stay under 64 MB. Results: target/load/load.{json,md}.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/target/load
@@ -22,18 +23,8 @@ CONCURRENT=${CONCURRENT:-200}
 TOKEN=sk-load-token
 START=$(date +%s)
 
-step() { printf '\n==> %s\n' "$*" >&2; }
 
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # Each of the 200 streams holds a caller socket and an upstream socket in the proxy.
 ulimit -n 8192 2>/dev/null || true
@@ -44,7 +35,7 @@ BIN=$ROOT/target/release
 
 step "bedrock emulator"
 "$BIN/bedrock-emulator" --addr 127.0.0.1:0 >"$OUT/emulator.out" 2>&1 &
-PIDS+=($!)
+track $!
 for _ in $(seq 100); do grep -q LISTENING "$OUT/emulator.out" && break; sleep 0.05; done
 EMU=$(sed -n 's/^LISTENING //p' "$OUT/emulator.out")
 [ -n "$EMU" ] || { echo "load.sh: the emulator did not start" >&2; cat "$OUT/emulator.out" >&2; exit 1; }
@@ -55,7 +46,7 @@ AWS_ENDPOINT_URL_BEDROCK_RUNTIME="$EMU" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS
   INFERENCE_PROFILE=us BEARER_TOKEN=$TOKEN UPSTREAM_MAX_ATTEMPTS=1 LISTEN_ADDR=127.0.0.1:$PROXY_PORT \
   "$BIN/bedrock-anthropic-proxy" 2>"$OUT/proxy.log" &
 PROXY_PID=$!
-PIDS+=("$PROXY_PID")
+track "$PROXY_PID"
 for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break; sleep 0.05; done
 
 step "soak ${SOAK_SECS}s, then a burst of $CONCURRENT streams"

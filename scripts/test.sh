@@ -4,14 +4,14 @@
 # Installs what it needs (Python tools into .venv, never the system Python), checks formatting
 # and lints, starts moto_server (Secrets Manager) on loopback, runs the Rust unit and
 # integration tests (which start the Bedrock emulator in-process), the Python end-to-end tests
-# (official anthropic SDK, Claude Code itself, raw HTTP, cargo lambda watch), and the Terraform
-# checks. Every server it starts is stopped on exit.
+# (official anthropic SDK, Claude Code itself, the TypeScript SDK in headless chromium, raw HTTP,
+# cargo lambda watch), and the Terraform checks. Every server it starts is stopped on exit.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
 
-step() { printf '\n==> %s\n' "$*"; }
 
 step "python tools (.venv)"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -43,39 +43,41 @@ CLAUDE_CODE_BIN=$(claude_code_bin) || { echo "no runnable Claude Code binary und
 export CLAUDE_CODE_BIN
 "$CLAUDE_CODE_BIN" --version
 
+step "headless chromium (Debian) and the browser test's npm packages (pinned)"
+# tests/e2e/test_browser.py drives the official TypeScript SDK in Debian's chromium through
+# puppeteer-core, which never downloads a browser of its own. CHROMIUM_BIN may name another
+# Chromium build instead (GitHub's Ubuntu runners have no Debian chromium, but a Chrome).
+if [ -z "${CHROMIUM_BIN:-}" ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium >/dev/null
+  fi
+  CHROMIUM_BIN=$(command -v chromium)
+fi
+export CHROMIUM_BIN
+"$CHROMIUM_BIN" --version 2>/dev/null
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+
+step "oidc-provider (npm, pinned) for the SSO end-to-end tests"
+# A real OpenID provider on loopback (tests/oidc/server.js), started and stopped by
+# tests/e2e/test_sso.py.
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
 step "moto_server (Secrets Manager) on loopback"
 mkdir -p "$ROOT/target"
 MOTO_PORT=$(free_port)
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/target/moto.log" 2>&1 &
-PIDS+=($!)
+track $!
 export MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
-python3 - "$MOTO_ENDPOINT" <<'PY' || { echo "moto_server did not start"; cat "$ROOT/target/moto.log"; exit 1; }
-import sys, time, urllib.request
-for _ in range(150):
-    try:
-        urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.2)
-sys.exit(1)
-PY
+wait_url "$MOTO_ENDPOINT/moto-api/" 30 || { echo "moto_server did not start"; cat "$ROOT/target/moto.log"; exit 1; }
 
 step "cargo test (unit + integration, Bedrock emulator in-process, moto at $MOTO_ENDPOINT)"
 cargo test --workspace
@@ -83,7 +85,7 @@ cargo test --workspace
 step "build the binaries the end-to-end tests run"
 cargo build --workspace --bins
 
-step "pytest (anthropic SDK, Claude Code, raw HTTP, cargo lambda watch, log scan)"
+step "pytest (anthropic SDK, Claude Code, TypeScript SDK in chromium, raw HTTP, cargo lambda watch, log scan)"
 pytest -q tests/e2e
 
 step "fuzz: a short bounded pass over request translation and SSE re-framing"

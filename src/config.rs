@@ -1,6 +1,6 @@
 //! Typed configuration, read once from the environment at start-up.
 //!
-//! Every variable the binaries read is named here, so the README's configuration table and the
+//! Every variable the binaries read is named here, so docs/configuration.md's table and the
 //! Terraform wiring can be checked against this one file.
 
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::auth::issuers::IssuerConfig;
 use crate::translate::models::{InferenceProfile, ModelFallbacks, ModelMap};
 use crate::upstream::Api;
 
@@ -77,6 +78,9 @@ pub struct Config {
     pub budget_read_every: Duration,
     /// Which Bedrock API serves `/v1/messages` and `count_tokens` (`BEDROCK_API`).
     pub bedrock_api: Api,
+    /// Trusted OpenID issuers whose JWTs are accepted beside the static tokens (`OIDC_ISSUERS`,
+    /// a JSON array; empty: JWTs are not accepted).
+    pub oidc_issuers: Vec<IssuerConfig>,
     /// Mantle's endpoint (`AWS_ENDPOINT_URL_BEDROCK_MANTLE`, aws-config's naming), when not the
     /// region's public one.
     pub mantle_endpoint: Option<String>,
@@ -91,89 +95,119 @@ impl Config {
 
     /// Reads the configuration from a map of variables (what `from_env` and tests use).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
-        let region = get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
+        let vars = Vars(vars);
+        let in_lambda = vars.get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let region = vars
+            .get("AWS_REGION")
+            .or_else(|| vars.get("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_string());
-
-        let tokens = match (get("BEARER_TOKEN_SECRET_ID"), get("BEARER_TOKEN")) {
-            (Some(id), _) => TokenSourceConfig::SecretsManager(id),
-            (None, Some(token)) => TokenSourceConfig::Static(token.into()),
-            (None, None) if in_lambda => {
-                return Err(ConfigError(
-                    "no token configured: set BEARER_TOKEN_SECRET_ID to the name or ARN of the \
-                     Secrets Manager secret holding the bearer token"
-                        .into(),
-                ))
-            }
-            (None, None) => TokenSourceConfig::Generated,
-        };
-
-        let inference_profile = match get("INFERENCE_PROFILE") {
+        let inference_profile = match vars.get("INFERENCE_PROFILE") {
             Some(p) => p.parse().map_err(ConfigError)?,
             None => InferenceProfile::default_for_region(&region),
         };
-        let model_map = match get("MODEL_MAP") {
-            Some(json) => ModelMap::parse(&json).map_err(ConfigError)?,
-            None => ModelMap::default(),
-        };
-        let extra_beta_flags = get("EXTRA_BETA_FLAGS").map(|v| split_list(&v)).unwrap_or_default();
-        let cors_allow_origins = get("CORS_ALLOW_ORIGINS").map(|v| split_list(&v)).unwrap_or_default();
-
-        let model_fallbacks = match get("MODEL_FALLBACKS") {
-            Some(json) => ModelFallbacks::parse(&json).map_err(ConfigError)?,
-            None => ModelFallbacks::default(),
-        };
-        let bedrock_api = match get("BEDROCK_API").as_deref() {
-            None | Some("invoke") => Api::Invoke,
-            Some("mantle") => Api::Mantle,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "BEDROCK_API must be invoke (Bedrock Runtime's InvokeModel) or mantle (Bedrock's Anthropic \
-                     Messages endpoint); got {other:?}"
-                )))
-            }
-        };
-        let mantle_endpoint = get("AWS_ENDPOINT_URL_BEDROCK_MANTLE").or_else(|| get("AWS_ENDPOINT_URL"));
-
-        let listen_addr = get("LISTEN_ADDR")
-            .unwrap_or_else(|| "127.0.0.1:8080".into())
-            .parse()
-            .map_err(|e| ConfigError(format!("LISTEN_ADDR must be host:port, e.g. 127.0.0.1:8080 ({e})")))?;
-
         Ok(Self {
             in_lambda,
-            listen_addr,
-            region,
-            tokens,
-            token_refresh: Duration::from_secs(number(&get, "TOKEN_REFRESH_SECONDS", 300)?),
-            token_miss_refresh: Duration::from_secs(number(&get, "TOKEN_MISS_REFRESH_SECONDS", 30)?),
+            listen_addr: listen_addr(&vars)?,
+            tokens: token_source(&vars, in_lambda)?,
+            token_refresh: vars.secs("TOKEN_REFRESH_SECONDS", 300)?,
+            token_miss_refresh: vars.secs("TOKEN_MISS_REFRESH_SECONDS", 30)?,
             // Secrets Manager answers in well under a second; the cold-start read (two calls)
             // must also fit in Lambda's 10 s init phase.
-            token_read_timeout: Duration::from_millis(number(&get, "TOKEN_READ_TIMEOUT_MS", 3000)?.max(1)),
+            token_read_timeout: vars.millis("TOKEN_READ_TIMEOUT_MS", 3000, 1)?,
             inference_profile,
-            model_map,
-            extra_beta_flags,
-            max_body_bytes: number(&get, "MAX_BODY_BYTES", 6 * 1024 * 1024)?,
-            upstream_max_attempts: number(&get, "UPSTREAM_MAX_ATTEMPTS", 3)?.max(1),
-            upstream_retry_base: Duration::from_millis(number(&get, "UPSTREAM_RETRY_BASE_MS", 200)?),
+            region,
+            model_map: vars.json("MODEL_MAP", ModelMap::parse)?,
+            extra_beta_flags: vars.list("EXTRA_BETA_FLAGS"),
+            max_body_bytes: vars.number("MAX_BODY_BYTES", 6 * 1024 * 1024)?,
+            upstream_max_attempts: vars.number("UPSTREAM_MAX_ATTEMPTS", 3)?.max(1),
+            upstream_retry_base: vars.millis("UPSTREAM_RETRY_BASE_MS", 200, 0)?,
             // Lambda's default timeout in our Terraform is 300 s; the first event must come well
             // within it so the caller gets a clean error instead of a killed function.
-            upstream_timeout: Duration::from_secs(number(&get, "UPSTREAM_TIMEOUT_SECONDS", 120)?.max(1)),
-            ping_interval: Duration::from_millis(number(&get, "PING_INTERVAL_MS", 10_000)?.max(10)),
+            upstream_timeout: vars.secs("UPSTREAM_TIMEOUT_SECONDS", 120)?.max(Duration::from_secs(1)),
+            ping_interval: vars.millis("PING_INTERVAL_MS", 10_000, 10)?,
             // Enough to write the error event and the log line before Lambda stops the function.
-            lambda_deadline_margin: Duration::from_millis(number(&get, "LAMBDA_DEADLINE_MARGIN_MS", 3000)?),
-            cors_allow_origins,
-            bedrock_api,
-            mantle_endpoint,
-            model_fallbacks,
-            metrics_namespace: get("METRICS_NAMESPACE")
+            lambda_deadline_margin: vars.millis("LAMBDA_DEADLINE_MARGIN_MS", 3000, 0)?,
+            cors_allow_origins: vars.list("CORS_ALLOW_ORIGINS"),
+            bedrock_api: bedrock_api(&vars)?,
+            oidc_issuers: vars.json("OIDC_ISSUERS", crate::auth::issuers::parse)?,
+            mantle_endpoint: vars
+                .get("AWS_ENDPOINT_URL_BEDROCK_MANTLE")
+                .or_else(|| vars.get("AWS_ENDPOINT_URL")),
+            model_fallbacks: vars.json("MODEL_FALLBACKS", ModelFallbacks::parse)?,
+            metrics_namespace: vars
+                .get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::usage::metrics::DEFAULT_NAMESPACE.into()),
-            usage_table: get("USAGE_TABLE"),
-            budget_read_every: Duration::from_secs(number(&get, "BUDGET_READ_SECONDS", 10)?),
+            usage_table: vars.get("USAGE_TABLE"),
+            budget_read_every: vars.secs("BUDGET_READ_SECONDS", 10)?,
         })
     }
+}
+
+/// The variables, with the parsing rules every setting shares: blank means unset, and a bad
+/// value is an error that names the variable.
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        number(&|n: &str| self.get(n), name, default)
+    }
+
+    fn secs(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.number(name, default)?))
+    }
+
+    /// Milliseconds, raised to `min` (a zero timeout or ping interval would spin).
+    fn millis(&self, name: &str, default: u64, min: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.number(name, default)?.max(min)))
+    }
+
+    /// A comma-separated list; unset is empty.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name).map(|v| split_list(&v)).unwrap_or_default()
+    }
+
+    /// A JSON setting read by `parse`; unset is the type's default.
+    fn json<T: Default>(&self, name: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        self.get(name)
+            .map_or(Ok(T::default()), |json| parse(&json).map_err(ConfigError))
+    }
+}
+
+fn token_source(vars: &Vars<'_>, in_lambda: bool) -> Result<TokenSourceConfig, ConfigError> {
+    Ok(match (vars.get("BEARER_TOKEN_SECRET_ID"), vars.get("BEARER_TOKEN")) {
+        (Some(id), _) => TokenSourceConfig::SecretsManager(id),
+        (None, Some(token)) => TokenSourceConfig::Static(token.into()),
+        (None, None) if in_lambda => {
+            return Err(ConfigError(
+                "no token configured: set BEARER_TOKEN_SECRET_ID to the name or ARN of the \
+                 Secrets Manager secret holding the bearer token"
+                    .into(),
+            ))
+        }
+        (None, None) => TokenSourceConfig::Generated,
+    })
+}
+
+fn bedrock_api(vars: &Vars<'_>) -> Result<Api, ConfigError> {
+    match vars.get("BEDROCK_API").as_deref() {
+        None | Some("invoke") => Ok(Api::Invoke),
+        Some("mantle") => Ok(Api::Mantle),
+        Some(other) => Err(ConfigError(format!(
+            "BEDROCK_API must be invoke (Bedrock Runtime's InvokeModel) or mantle (Bedrock's Anthropic \
+             Messages endpoint); got {other:?}"
+        ))),
+    }
+}
+
+fn listen_addr(vars: &Vars<'_>) -> Result<SocketAddr, ConfigError> {
+    vars.get("LISTEN_ADDR")
+        .unwrap_or_else(|| "127.0.0.1:8080".into())
+        .parse()
+        .map_err(|e| ConfigError(format!("LISTEN_ADDR must be host:port, e.g. 127.0.0.1:8080 ({e})")))
 }
 
 /// `WORKER_THREADS` (local mode): how many threads serve requests. Read on its own because the
@@ -255,6 +289,20 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.lambda_deadline_margin, Duration::from_millis(500));
         assert_eq!(cfg.token_read_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn oidc_issuers_are_read_and_checked_at_start() {
+        assert!(Config::from_vars(&vars(&[])).unwrap().oidc_issuers.is_empty());
+        let cfg = Config::from_vars(&vars(&[(
+            "OIDC_ISSUERS",
+            r#"[{"issuer": "https://idp.example.com", "audience": "bedrock-proxy", "caller_claim": "email"}]"#,
+        )]))
+        .unwrap();
+        assert_eq!(cfg.oidc_issuers[0].caller_claim, "email");
+        let err =
+            Config::from_vars(&vars(&[("OIDC_ISSUERS", r#"[{"issuer": "http://idp.example.com"}]"#)])).unwrap_err();
+        assert!(err.0.contains("OIDC_ISSUERS"), "{}", err.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig;
 use secrecy::ExposeSecret;
 
+use crate::auth::jwt::JwtAuth;
 use crate::auth::tokens::{NamedToken, RefreshPolicy, TokenSet, TokenStore};
 use crate::config::{Config, TokenSourceConfig};
 use crate::translate::models::ModelResolver;
@@ -34,6 +35,9 @@ pub enum StartupError {
     /// The Mantle client could not be built (its TLS roots).
     #[error("{0}")]
     Mantle(String),
+    /// The client for the OIDC issuers' keys could not be built (its TLS roots).
+    #[error("{0}")]
+    Oidc(String),
 }
 
 /// Everything a request needs, built once per process (once per Lambda instance).
@@ -42,8 +46,10 @@ pub struct AppState {
     pub config: Config,
     /// Where requests go: InvokeModel or Mantle, with retries, failover and healing.
     pub upstream: Upstream,
-    /// The accepted bearer tokens.
+    /// The accepted bearer tokens (and the secret's groups).
     pub tokens: TokenStore,
+    /// JWT callers, when `OIDC_ISSUERS` names issuers.
+    pub jwt: Option<JwtAuth>,
     /// Token budgets, when `USAGE_TABLE` is set.
     pub budgets: Option<Arc<Budgets>>,
 }
@@ -64,7 +70,16 @@ impl AppState {
     /// the Bedrock emulator and moto).
     pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<Arc<Self>, StartupError> {
         let upstream = upstream(&config, sdk)?;
-        let tokens = token_store(&config, sdk).await?;
+        let jwt = JwtAuth::new(&config.oidc_issuers).map_err(StartupError::Oidc)?;
+        // The secret and the issuers' keys are read side by side, so cold start waits for the
+        // slower of the two, not both.
+        let load_keys = async {
+            if let Some(jwt) = &jwt {
+                jwt.load().await;
+            }
+        };
+        let (tokens, ()) = tokio::join!(token_store(&config, sdk), load_keys);
+        let tokens = tokens?;
         let budgets = config.usage_table.clone().map(|table| {
             Arc::new(Budgets::new(
                 aws_sdk_dynamodb::Client::new(sdk),
@@ -75,6 +90,7 @@ impl AppState {
         Ok(Arc::new(Self {
             upstream,
             tokens,
+            jwt,
             budgets,
             config,
         }))
@@ -148,9 +164,9 @@ async fn token_store(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Tok
             store
         }
         // The same format as the secret, so named callers and their policies work locally.
-        TokenSourceConfig::Static(token) => TokenStore::fixed(TokenSet::new(
-            crate::auth::tokens::parse_secret(token.expose_secret()).map_err(StartupError::BearerToken)?,
-        )),
+        TokenSourceConfig::Static(token) => {
+            TokenStore::fixed(TokenSet::parse(token.expose_secret()).map_err(StartupError::BearerToken)?)
+        }
         TokenSourceConfig::Generated => {
             let token = crate::auth::tokens::generate_token().map_err(|e| StartupError::Random(e.to_string()))?;
             // Printed once, on purpose, to the terminal only (not through the logger), so

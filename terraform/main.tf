@@ -23,6 +23,7 @@ locals {
     METRICS_NAMESPACE      = var.metrics_namespace
     MODEL_FALLBACKS        = jsonencode(var.model_fallbacks)
     MODEL_MAP              = jsonencode(var.model_map)
+    OIDC_ISSUERS           = jsonencode(var.oidc_issuers)
     RUST_LOG               = var.rust_log
   }, local.usage_environment)
   usage_environment = { for usage in module.usage : "USAGE_TABLE" => usage.table_name }
@@ -221,17 +222,17 @@ data "aws_iam_policy_document" "proxy" {
 module "proxy" {
   source = "./modules/function"
 
-  name                           = var.name
-  description                    = "Anthropic Messages API in front of Claude on Amazon Bedrock"
-  zip_path                       = local.proxy_zip_path
-  memory_size                    = var.memory_size
-  timeout                        = var.timeout
-  reserved_concurrent_executions = var.reserved_concurrent_executions
-  environment                    = local.proxy_environment
-  policy_json                    = data.aws_iam_policy_document.proxy.json
-  log_retention_days             = var.log_retention_days
-  log_kms_key_arn                = var.log_kms_key_arn
-  tags                           = var.tags
+  name                 = var.name
+  description          = "Anthropic Messages API in front of Claude on Amazon Bedrock"
+  zip_path             = local.proxy_zip_path
+  memory_size          = var.memory_size
+  timeout              = var.timeout
+  reserved_concurrency = var.reserved_concurrency
+  environment          = local.proxy_environment
+  policy_json          = data.aws_iam_policy_document.proxy.json
+  log_retention_days   = var.log_retention_days
+  log_kms_key_arn      = var.log_kms_key_arn
+  tags                 = var.tags
 }
 
 # With NONE, the AWS provider (>= 6.28) adds the two resource-policy statements

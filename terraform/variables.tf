@@ -45,14 +45,14 @@ variable "timeout" {
   }
 }
 
-variable "reserved_concurrent_executions" {
+variable "reserved_concurrency" {
   type        = number
-  description = "Concurrency reserved for the proxy, which also caps it (and so the Bedrock spend rate). null leaves it unreserved; 0 switches the proxy off."
-  default     = null
+  description = "Concurrent requests reserved for the proxy, which also caps them (and so the Bedrock spend rate and what a leaked token or a flood on the public URL can run up): each streamed answer holds one for its whole length. Lambda keeps 100 of the account's concurrency unreserved, so an account whose limit is still the new-account 10 needs a lower number or null. null leaves it unreserved and uncapped; 0 switches the proxy off."
+  default     = 50
 
   validation {
-    condition     = var.reserved_concurrent_executions == null ? true : var.reserved_concurrent_executions >= 0
-    error_message = "reserved_concurrent_executions must be null or a number >= 0."
+    condition     = var.reserved_concurrency == null ? true : var.reserved_concurrency >= 0 && floor(var.reserved_concurrency) == var.reserved_concurrency
+    error_message = "reserved_concurrency must be null or a whole number >= 0."
   }
 }
 
@@ -132,6 +132,29 @@ variable "model_fallbacks" {
   validation {
     condition     = alltrue([for name, targets in var.model_fallbacks : length(name) > 0 && length(targets) > 0 && alltrue([for target in targets : length(target) > 0])])
     error_message = "model_fallbacks keys must not be empty, and each must list at least one non-empty target."
+  }
+}
+
+variable "oidc_issuers" {
+  type = list(object({
+    issuer       = string
+    audience     = list(string)
+    caller_claim = optional(string, "sub")
+    groups_claim = optional(string)
+    groups       = optional(list(string), [])
+    claims       = optional(map(list(string)), {})
+  }))
+  description = "OIDC_ISSUERS: OpenID issuers whose JWTs the proxy accepts beside its static tokens (SSO for people, keyless CI), e.g. [{ issuer = \"https://token.actions.githubusercontent.com\", audience = [\"bedrock-proxy\"], claims = { repository_owner = [\"acme\"] }, groups = [\"ci\"] }]. issuer is the exact iss (https); the token's aud must hold one of audience; caller_claim names the caller (log, metrics, budgets); groups_claim lists the caller's groups and groups adds fixed ones, for the secret's group policies; every claims entry must match one of its patterns (* globs). Keys come from the issuer's discovery document over HTTPS: no IAM is needed. [] accepts no JWTs. Passed as a JSON array."
+  default     = []
+
+  validation {
+    condition     = alltrue([for i in var.oidc_issuers : startswith(i.issuer, "https://") && length(i.audience) > 0 && alltrue([for a in i.audience : length(a) > 0])])
+    error_message = "Each oidc_issuers entry needs an https:// issuer and at least one non-empty audience."
+  }
+
+  validation {
+    condition     = alltrue([for i in var.oidc_issuers : !contains(["https://token.actions.githubusercontent.com", "https://gitlab.com"], i.issuer) || length(i.claims) > 0])
+    error_message = "GitHub Actions and gitlab.com sign tokens for anyone's pipelines: give those issuers claims, e.g. { repository_owner = [\"your-org\"] } or { namespace_path = [\"your-group\"] }."
   }
 }
 
@@ -235,14 +258,30 @@ variable "cors_allow_methods" {
 
 variable "cors_allow_headers" {
   type        = list(string)
-  description = "Request headers allowed cross-origin. Browser code using the Anthropic SDK also sends anthropic-dangerous-direct-browser-access and x-stainless-* headers: add them, or use [\"*\"]."
-  default     = ["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"]
+  description = "Request headers allowed cross-origin. The default is every header the official TypeScript SDK sends from a browser (its preflights ask for anthropic-dangerous-direct-browser-access and the x-stainless-* headers too), plus x-api-key and anthropic-beta; a list that lacks one makes the browser refuse the request. [\"*\"] allows any."
+  default = [
+    "authorization",
+    "x-api-key",
+    "content-type",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "x-stainless-arch",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+    "x-stainless-helper-method",
+  ]
 }
 
 variable "cors_expose_headers" {
   type        = list(string)
-  description = "Response headers browser code may read, e.g. request-id and retry-after (the Anthropic SDK uses both)."
-  default     = ["request-id", "retry-after"]
+  description = "Response headers browser code may read: request-id (the SDK's request_id), retry-after and x-should-retry (the SDK's retry decision)."
+  default     = ["request-id", "retry-after", "x-should-retry"]
 }
 
 variable "cors_max_age" {

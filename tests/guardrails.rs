@@ -7,6 +7,7 @@
 mod common;
 
 use axum::body::Body;
+use common::idp::{Idp, Key};
 use common::{harness, message, parse_sse, send, Logs, Reply};
 use serde_json::{json, Value};
 
@@ -309,6 +310,53 @@ async fn counting_tokens_is_not_guarded_and_needs_no_guardrail() {
         assert!(reply.json()["input_tokens"].as_u64().is_some());
         assert!(guardrail_headers(&h.emulator).iter().all(|h| h.0.is_null()));
     }
+}
+
+#[tokio::test]
+async fn a_jwt_callers_groups_bring_their_guardrail_and_two_different_ones_refuse_it() {
+    let key = Key::ec("ec-guard");
+    let idp = Idp::start(&[&key]).await;
+    // "a-everyone" sorts first and has no guardrail: it must not lift the contractors' one.
+    let secret = json!({
+        "tokens": {"ops": OPEN},
+        "groups": {
+            "a-everyone": {},
+            "contractors": {"guardrail": {"id": "emulatorinput1", "version": "1"}},
+            "vendors": {"guardrail": {"id": "emulatorinput1", "version": "1"}},
+            "testers": {"guardrail": {"id": "emulatoroutput1", "version": "2"}}
+        }
+    })
+    .to_string();
+    let issuers = idp.issuers_env(json!({}));
+    let h = harness(&[("OIDC_ISSUERS", &issuers), ("BEARER_TOKEN", &secret)]).await;
+    let token = |email: &str, groups: Value| {
+        let mut claims = idp.claims(email);
+        claims["groups"] = groups;
+        key.sign(&claims)
+    };
+
+    for groups in [json!(["a-everyone", "contractors"]), json!(["contractors", "vendors"])] {
+        h.emulator.clear();
+        let jwt = token("dana@example.com", groups.clone());
+        let reply = post_as(&h.app, &jwt, "/v1/messages", &message("contraband", false), &[]).await;
+        assert_eq!(reply.status, 200, "{groups}: {}", reply.text());
+        assert_eq!(reply.json()["content"][0]["text"], BLOCKED, "{groups}");
+        assert_eq!(guardrail_headers(&h.emulator), [(json!("emulatorinput1"), json!("1"))]);
+    }
+    h.emulator.clear();
+    let everyone = token("erin@example.com", json!(["a-everyone"]));
+    let reply = post_as(&h.app, &everyone, "/v1/messages", &message("contraband", false), &[]).await;
+    assert_eq!(reply.json()["content"][0]["text"], "Hello from the Bedrock emulator.");
+    assert_eq!(guardrail_headers(&h.emulator), [(Value::Null, Value::Null)]);
+
+    // One request goes through one guardrail: two different ones are refused, not chosen between.
+    h.emulator.clear();
+    let both = token("frank@example.com", json!(["contractors", "testers"]));
+    let reply = post_as(&h.app, &both, "/v1/messages", &message("hi", true), &[]).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert_eq!(reply.error_type(), "permission_error");
+    assert!(reply.text().contains("contractors, testers"), "{}", reply.text());
+    assert!(h.emulator.requests().is_empty());
 }
 
 #[test]

@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType};
 use axum::body::Body;
 use bedrock_anthropic_proxy::auth::policy::CallerPolicy;
 use bedrock_anthropic_proxy::usage::budgets::Budgets;
@@ -140,47 +139,9 @@ async fn a_throttled_model_fails_over_to_its_fallback_before_the_first_byte() {
     assert_eq!(reply.status, 429);
 }
 
-async fn usage_table() -> (aws_sdk_dynamodb::Client, String) {
-    let sdk = common::sdk_config(common::moto::moto()).await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = format!("usage-{}", std::process::id() as u64 * 1000 + rand_suffix());
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .expect("create the usage table in moto");
-    (client, table)
-}
-
-fn rand_suffix() -> u64 {
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).unwrap();
-    u64::from(u16::from_le_bytes(b))
-}
-
 #[tokio::test]
 async fn a_caller_over_its_daily_budget_gets_a_429_that_says_which_budget_and_when_it_resets() {
-    let (client, table) = usage_table().await;
+    let (client, table) = common::moto::usage_table().await;
     let budgets = Budgets::new(client.clone(), table.clone(), Duration::from_secs(3600));
     let policy = CallerPolicy {
         daily_tokens: Some(1000),
@@ -228,4 +189,58 @@ async fn budget_write_failures_never_fail_and_are_counted() {
         ..CallerPolicy::default()
     };
     assert!(budgets.check("alice", &policy).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_throttled_caller_is_never_answered_by_a_fallback_outside_its_model_list() {
+    // alice may use haiku and sonnet 4.5; the fallback for haiku is opus, which she may not.
+    let fallbacks = json!({"claude-haiku-4-5": ["claude-opus-5-5", "claude-sonnet-4-5"]}).to_string();
+    let h = harness(&[("BEARER_TOKEN", &team_secret()), ("MODEL_FALLBACKS", &fallbacks)]).await;
+    let mut body = message("emulator:fail_first=3:ThrottlingException:alice-fallback", false);
+    body["model"] = json!("claude-haiku-4-5");
+    let reply = post_as(&h.app, ALICE, "/v1/messages", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let models: Vec<String> = h
+        .emulator
+        .requests()
+        .iter()
+        .map(|r| r["model_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        models.iter().all(|m| !m.contains("opus")),
+        "opus must be skipped: {models:?}"
+    );
+    assert!(models.last().unwrap().contains("claude-sonnet-4-5"), "{models:?}");
+
+    // With only opus as a fallback, she gets the throttling error itself.
+    let only_opus = json!({"claude-haiku-4-5": ["claude-opus-5-5"]}).to_string();
+    let h = harness(&[("BEARER_TOKEN", &team_secret()), ("MODEL_FALLBACKS", &only_opus)]).await;
+    let mut body = message("emulator:error=ThrottlingException", false);
+    body["model"] = json!("claude-haiku-4-5");
+    assert_eq!(post_as(&h.app, ALICE, "/v1/messages", &body).await.status, 429);
+    assert!(h
+        .emulator
+        .requests()
+        .iter()
+        .all(|r| !r["model_id"].as_str().unwrap().contains("opus")));
+}
+
+#[tokio::test]
+async fn a_model_outside_the_callers_list_is_not_found_by_id_either() {
+    let h = harness(&[("BEARER_TOKEN", &team_secret())]).await;
+    let get = |token: &'static str, id: &'static str| {
+        let app = h.app.clone();
+        async move {
+            let req = axum::http::Request::get(format!("/v1/models/{id}"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            send(&app, req).await
+        }
+    };
+    let hidden = get(ALICE, "claude-opus-5-5").await;
+    assert_eq!(hidden.status, 404, "{}", hidden.text());
+    assert_eq!(hidden.error_type(), "not_found_error");
+    assert_eq!(get(ALICE, "claude-haiku-4-5").await.status, 200);
+    assert_eq!(get(CI, "claude-opus-5-5").await.status, 200);
 }

@@ -8,6 +8,7 @@
 mod client;
 mod coldstart;
 mod compare;
+mod jwt;
 mod load;
 mod procfs;
 mod stats;
@@ -27,8 +28,9 @@ const USAGE: &str = "usage:
                       [--litellm-cmd CMD --litellm-port PORT --litellm-runs 3] --out FILE
   proxy-bench load --proxy URL --pid PID --emulator URL [--token T] [--concurrent 200]
                       [--soak-secs 180] [--soak-callers 32] [--rss-limit-mb 64] --out FILE
+  proxy-bench jwt [--n 2000] [--rounds 5] --out FILE
   proxy-bench drive --url URL [--token T] [--n 1000] [--concurrency 1] [--text TEXT] [--non-stream]
-  proxy-bench report --compare FILE | --coldstart FILE | --load FILE";
+  proxy-bench report --compare FILE | --coldstart FILE | --load FILE | --jwt FILE";
 
 struct Args(HashMap<String, String>);
 
@@ -193,6 +195,16 @@ fn run() -> Result<bool, String> {
             println!("{}", load::report(&result));
             Ok(result["passed"] == true)
         }
+        "jwt" => {
+            let plan = jwt::Plan {
+                n: args.num("n", 2000)?,
+                rounds: args.num("rounds", 5)?,
+            };
+            let result = runtime()?.block_on(jwt::run(&plan))?;
+            write_out(&args, &result)?;
+            println!("{}", jwt::report(&result));
+            Ok(true)
+        }
         "drive" => {
             let t = target("proxy", Protocol::Anthropic, args.need("url")?, &token);
             let n: u64 = args.num("n", 1000)?;
@@ -234,6 +246,9 @@ fn run() -> Result<bool, String> {
             }
             if let Some(f) = args.get("load") {
                 println!("{}", load::report(&read_json(f)?));
+            }
+            if let Some(f) = args.get("jwt") {
+                println!("{}", jwt::report(&read_json(f)?));
             }
             Ok(true)
         }

@@ -3,15 +3,18 @@
 //!
 //! A plain string is one token, for the caller `default`. A JSON object names its callers:
 //! `{"tokens": {"alice": "<token>", "ci": {"token": "<token>", "models": […], …}}}`, where an
-//! object entry carries the caller's policy (`policy`) beside its token. Other top-level keys
-//! are the owner's and are kept by rotation.
+//! object entry carries the caller's policy (`policy`) beside its token. An optional
+//! `"groups": {"<name>": {<policy>, "pool": {<budgets>}}}` holds the policies JWT callers get by
+//! their groups (`policy::GroupPolicy`). Other top-level keys are the owner's and are kept by
+//! rotation.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use crate::auth::policy::CallerPolicy;
+use crate::auth::policy::{CallerPolicy, GroupPolicy};
 
 /// One token entry of the secret: a caller's name, token and policy. The token is a
 /// [`SecretString`], so it never appears in `Debug` output.
@@ -31,8 +34,8 @@ pub struct TokenEntry {
 pub struct Secret {
     /// The static tokens.
     pub tokens: Vec<TokenEntry>,
-    /// `"groups": {"<name>": {<policy>}}`.
-    pub groups: BTreeMap<String, CallerPolicy>,
+    /// `"groups": {"<name>": {<policy>, "pool": {<budgets>}}}`.
+    pub groups: BTreeMap<String, GroupPolicy>,
 }
 
 const SHAPE: &str = "use a plain token, or {\"tokens\": {\"name\": \"token\" or {\"token\": \"…\", \"models\": […]}}}";
@@ -74,8 +77,9 @@ pub fn parse_secret(value: &str) -> Result<Secret, String> {
     })
 }
 
-/// The optional `"groups"` object: a policy per group name.
-fn groups(doc: &Value) -> Result<BTreeMap<String, CallerPolicy>, String> {
+/// The optional `"groups"` object: a member policy per group name, and optionally the group's
+/// shared budget under `"pool"`.
+fn groups(doc: &Value) -> Result<BTreeMap<String, GroupPolicy>, String> {
     let Some(groups) = doc.get("groups") else {
         return Ok(BTreeMap::new());
     };
@@ -84,12 +88,35 @@ fn groups(doc: &Value) -> Result<BTreeMap<String, CallerPolicy>, String> {
         .ok_or("the secret's \"groups\" must be an object: {\"<group>\": {<policy>}}")?;
     groups
         .iter()
-        .map(|(name, policy)| {
-            serde_json::from_value(policy.clone())
-                .map(|p| (name.clone(), p))
-                .map_err(|e| format!("the policy of group {name:?} is not valid: {e}"))
-        })
+        .map(|(name, entry)| group(name, entry).map(|g| (name.clone(), g)))
         .collect()
+}
+
+fn group(name: &str, entry: &Value) -> Result<GroupPolicy, String> {
+    let mut fields = entry
+        .as_object()
+        .cloned()
+        .ok_or_else(|| format!("group {name:?} must be an object of policy fields"))?;
+    let pool = match fields.remove("pool") {
+        None => None,
+        Some(pool) => {
+            let pool: CallerPolicy =
+                serde_json::from_value(pool).map_err(|e| format!("the pool of group {name:?} is not valid: {e}"))?;
+            // A pool is spend shared by the members; which models they use is the member policy's.
+            if !pool.models.is_empty() || pool.max_tokens.is_some() || !pool.has_budget() {
+                return Err(format!(
+                    "the pool of group {name:?} takes budget fields only (daily_tokens, monthly_tokens)"
+                ));
+            }
+            Some(Arc::new(pool))
+        }
+    };
+    let member = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| format!("the policy of group {name:?} is not valid: {e}"))?;
+    Ok(GroupPolicy {
+        member: Arc::new(member),
+        pool,
+    })
 }
 
 fn tokens_object(doc: &Value) -> Result<&Map<String, Value>, String> {
@@ -194,6 +221,35 @@ mod tests {
         assert_eq!(alice.policy.daily_tokens, Some(5_000_000));
         let ci = callers.iter().find(|c| c.name == "ci").unwrap();
         assert_eq!(ci.policy, CallerPolicy::default());
+    }
+
+    #[test]
+    fn groups_carry_a_member_policy_and_an_optional_pool() {
+        let secret = parse_secret(
+            r#"{"tokens": {"ci": "c-tok"}, "groups": {
+                "eng": {"models": ["claude-*"], "daily_tokens": 100, "pool": {"monthly_tokens": 9000}},
+                "everyone": {}}}"#,
+        )
+        .unwrap();
+        let eng = &secret.groups["eng"];
+        assert_eq!(eng.member.models, ["claude-*"]);
+        assert_eq!(eng.member.daily_tokens, Some(100));
+        assert_eq!(eng.pool.as_ref().unwrap().monthly_tokens, Some(9000));
+        assert_eq!(*secret.groups["everyone"].member, CallerPolicy::default());
+        assert!(secret.groups["everyone"].pool.is_none());
+        for (groups, needle) in [
+            (r#"[]"#, "must be an object"),
+            (r#"{"eng": 5}"#, "group \"eng\" must be an object"),
+            (r#"{"eng": {"modles": []}}"#, "policy of group \"eng\""),
+            (
+                r#"{"eng": {"pool": {"models": ["x"], "daily_tokens": 1}}}"#,
+                "budget fields only",
+            ),
+            (r#"{"eng": {"pool": {}}}"#, "budget fields only"),
+        ] {
+            let err = parse_secret(&format!(r#"{{"tokens": {{"a": "t"}}, "groups": {groups}}}"#)).unwrap_err();
+            assert!(err.contains(needle), "{groups}: {err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@ use secrecy::{ExposeSecret, SecretSlice};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use crate::auth::policy::CallerPolicy;
+use std::collections::BTreeMap;
+
+use crate::auth::policy::{CallerPolicy, GroupPolicy};
 use crate::auth::secret::TokenEntry;
 use crate::auth::Caller;
 use crate::error::ProxyError;
@@ -55,16 +57,34 @@ impl std::fmt::Debug for NamedToken {
     }
 }
 
-/// The tokens accepted right now.
+/// The tokens accepted right now, and the group policies JWT callers get.
 #[derive(Debug, Clone, Default)]
 pub struct TokenSet {
     tokens: Vec<NamedToken>,
+    groups: Arc<BTreeMap<String, GroupPolicy>>,
 }
 
 impl TokenSet {
-    /// A set holding exactly these tokens.
+    /// A set holding exactly these tokens, and no groups.
     pub fn new(tokens: Vec<NamedToken>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            groups: Arc::default(),
+        }
+    }
+
+    /// The tokens and groups a secret's value holds (its format: `crate::auth::secret`).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let secret = crate::auth::secret::parse_secret(value)?;
+        Ok(Self {
+            tokens: secret.tokens.into_iter().map(NamedToken::from).collect(),
+            groups: Arc::new(secret.groups),
+        })
+    }
+
+    /// The secret's `groups`: the policies JWT callers get by the groups they are in.
+    pub fn groups(&self) -> &Arc<BTreeMap<String, GroupPolicy>> {
+        &self.groups
     }
 
     /// The caller whose token equals `presented`.
@@ -95,10 +115,7 @@ impl TokenSet {
 
 /// The tokens a secret's value holds (its format: `crate::auth::secret`).
 pub fn parse_secret(value: &str) -> Result<Vec<NamedToken>, String> {
-    Ok(crate::auth::secret::parse(value)?
-        .into_iter()
-        .map(NamedToken::from)
-        .collect())
+    Ok(TokenSet::parse(value)?.tokens)
 }
 
 /// Generates a fresh URL-safe token with 256 bits from the OS CSPRNG.
@@ -192,11 +209,6 @@ impl TokenStore {
 
     /// Checks the tokens a caller presented and returns the caller.
     pub async fn authenticate(&self, presented: &[&str]) -> Result<Caller, ProxyError> {
-        let unauthorized = || {
-            ProxyError::Authentication(
-                "invalid bearer token: send it as 'Authorization: Bearer <token>' or 'x-api-key: <token>'".into(),
-            )
-        };
         let presented: Vec<&str> = presented.iter().copied().filter(|t| !t.is_empty()).collect();
         if presented.is_empty() {
             return Err(ProxyError::Authentication(
@@ -204,24 +216,7 @@ impl TokenStore {
             ));
         }
 
-        let set = match self.current() {
-            Some(set) => {
-                self.maybe_refresh_in_background();
-                set
-            }
-            None => {
-                // No token was ever read. Try again, single-flight and rate-limited like a miss
-                // (anyone can send a token, so anyone could otherwise drive Secrets Manager
-                // calls), and never let anyone in without tokens to compare against.
-                self.refresh(Trigger::Empty).await;
-                self.current().ok_or_else(|| {
-                    ProxyError::TokenStoreUnavailable(
-                        "the token store (Secrets Manager) is unavailable, so no request can be authenticated; try again shortly"
-                            .into(),
-                    )
-                })?
-            }
-        };
+        let set = self.loaded().await?;
         if let Some(name) = find_any(&set, &presented) {
             return Ok(name);
         }
@@ -233,7 +228,32 @@ impl TokenStore {
                 }
             }
         }
-        Err(unauthorized())
+        Err(crate::auth::unauthorized())
+    }
+
+    /// The secret's groups, for a JWT caller's policy; 503 like a static token when the secret
+    /// was never read.
+    pub async fn groups(&self) -> Result<Arc<BTreeMap<String, GroupPolicy>>, ProxyError> {
+        Ok(self.loaded().await?.groups.clone())
+    }
+
+    /// The set held now (refreshed in the background when due), or, when none was ever read,
+    /// the outcome of one more read.
+    async fn loaded(&self) -> Result<Arc<TokenSet>, ProxyError> {
+        if let Some(set) = self.current() {
+            self.maybe_refresh_in_background();
+            return Ok(set);
+        }
+        // No token was ever read. Try again, single-flight and rate-limited like a miss
+        // (anyone can send a token, so anyone could otherwise drive Secrets Manager
+        // calls), and never let anyone in without tokens to compare against.
+        self.refresh(Trigger::Empty).await;
+        self.current().ok_or_else(|| {
+            ProxyError::TokenStoreUnavailable(
+                "the token store (Secrets Manager) is unavailable, so no request can be authenticated; try again shortly"
+                    .into(),
+            )
+        })
     }
 
     fn current(&self) -> Option<Arc<TokenSet>> {
@@ -388,11 +408,12 @@ async fn read_secret(
         }
     };
     let current = get("AWSCURRENT").await?.map_err(|e| describe(&e))?;
-    let mut tokens =
-        parse_secret(current.secret_string().unwrap_or_default()).map_err(|e| format!("AWSCURRENT: {e}"))?;
+    // Groups come from the current version only: the previous one is kept for its tokens.
+    let mut set =
+        TokenSet::parse(current.secret_string().unwrap_or_default()).map_err(|e| format!("AWSCURRENT: {e}"))?;
     match get("AWSPREVIOUS").await {
         Ok(Ok(previous)) => match parse_secret(previous.secret_string().unwrap_or_default()) {
-            Ok(old) => tokens.extend(old),
+            Ok(old) => set.tokens.extend(old),
             Err(e) => tracing::warn!(error = %e, "ignoring the AWSPREVIOUS version of the token secret"),
         },
         // A secret that was never changed has no previous version.
@@ -400,7 +421,7 @@ async fn read_secret(
         Ok(Err(e)) => tracing::warn!(error = %describe(&e), "could not read the AWSPREVIOUS token version"),
         Err(timed_out) => tracing::warn!(error = %timed_out, "could not read the AWSPREVIOUS token version"),
     }
-    Ok(TokenSet::new(tokens))
+    Ok(set)
 }
 
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(

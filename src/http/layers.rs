@@ -128,8 +128,9 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
                 .into(),
         ));
     }
-    let caller = state.tokens.authenticate(&presented).await?;
-    if let Some(log) = req.extensions().get::<RequestLog>() {
+    let log = req.extensions().get::<RequestLog>();
+    let caller = crate::auth::authenticate(&state.tokens, state.jwt.as_ref(), &presented, log).await?;
+    if let Some(log) = log {
         log.caller(&caller.name);
     }
     // The handlers read the caller's policy from here.

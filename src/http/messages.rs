@@ -74,7 +74,8 @@ pub(crate) fn check_model(state: &AppState, caller: &Caller, request: &MessagesR
 }
 
 /// The caller's policy applied before anything is sent upstream: the model, `max_tokens`, and
-/// (with `USAGE_TABLE`) the token budgets, whose spend this request is then charged to.
+/// (with `USAGE_TABLE`) the token budgets, the caller's own and its groups' pools, whose
+/// spend this request is then charged to.
 async fn admit(
     state: &AppState,
     caller: &Caller,
@@ -85,9 +86,9 @@ async fn admit(
     check_model(state, caller, request)?;
     policy.check_max_tokens(request.body.get("max_tokens").and_then(Value::as_u64))?;
     if let Some(budgets) = &state.budgets {
-        budgets.check(&caller.name, policy).await?;
-        if policy.has_budget() {
-            log.charge_to(budgets.clone(), &caller.name);
+        let accounts = budgets.admit(caller).await?;
+        if !accounts.is_empty() {
+            log.charge_to(budgets.clone(), accounts);
         }
     }
     Ok(())

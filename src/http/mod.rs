@@ -4,10 +4,10 @@
 
 mod body;
 mod count_tokens;
-pub mod layers;
+pub(crate) mod layers;
 mod messages;
 mod models;
-pub mod request_id;
+pub(crate) mod request_id;
 pub mod serve;
 
 use std::sync::Arc;

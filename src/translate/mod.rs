@@ -2,10 +2,10 @@
 //! request rewrite, the rules table it follows, healing from Bedrock's refusals, and model
 //! names.
 
-pub mod answer;
-pub mod catalogue;
-pub mod heal;
-pub mod models;
-pub mod profile;
+pub(crate) mod answer;
+pub(crate) mod catalogue;
+pub(crate) mod heal;
+pub(crate) mod models;
+pub(crate) mod profile;
 pub mod request;
 pub mod rules;

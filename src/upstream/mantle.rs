@@ -29,7 +29,7 @@ use serde_json::Value;
 use crate::error::ProxyError;
 use crate::sync::IgnorePoison;
 use crate::upstream::retry::RetryPolicy;
-use crate::upstream::{EventStream, StartedStream};
+use crate::upstream::{EventStream, StartedStream, StreamItem};
 use crate::usage::request_log::{RequestLog, Usage};
 
 /// The SigV4 service name Mantle checks (signing as `bedrock` is refused with a permission error).
@@ -289,72 +289,85 @@ fn from_anthropic(kind: Option<&str>, status: u16, message: String) -> ProxyErro
 /// token counts of `message_start` and `message_delta` go to the request's log line. Dropping
 /// the stream drops the body, which closes Mantle's connection.
 fn events(body: hyper::body::Incoming, log: RequestLog) -> EventStream {
-    struct State {
-        body: BodyStream<hyper::body::Incoming>,
-        buffer: BytesMut,
-        usage: Usage,
-        log: RequestLog,
-        done: bool,
-    }
-    let state = State {
+    let reader = SseReader {
         body: BodyStream::new(body),
         buffer: BytesMut::new(),
         usage: Usage::default(),
         log,
         done: false,
     };
-    Box::pin(futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            if let Some(end) = memchr::memmem::find(&s.buffer, b"\n\n") {
-                let block = s.buffer.split_to(end + 2).freeze();
-                match parse_event(&block) {
-                    Some(Event { name, data }) if name == "error" || data.starts_with(b"{\"type\":\"error\"") => {
-                        s.done = true;
-                        let value: Option<Value> = serde_json::from_slice(&data).ok();
-                        let error = value.as_ref().and_then(|v| v.get("error"));
-                        let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str);
-                        let message = error
-                            .and_then(|e| e.get("message"))
-                            .and_then(Value::as_str)
-                            .unwrap_or("bedrock mantle sent an error event")
-                            .to_string();
-                        return Some((Err(from_anthropic(kind, 500, message)), s));
-                    }
-                    Some(Event { name, data }) => {
-                        if name == "message_start" || name == "message_delta" {
-                            record_usage(&mut s.usage, &name, &data);
-                            s.log.usage(s.usage);
-                        }
-                        return Some((Ok(data), s));
-                    }
-                    // A comment or an event without data: nothing to forward.
-                    None => continue,
+    Box::pin(futures_util::stream::unfold(reader, |mut reader| async move {
+        let item = reader.next_item().await?;
+        Some((item, reader))
+    }))
+}
+
+/// The state of [`events`]: the body, the bytes of an event not yet complete, and the usage
+/// so far.
+struct SseReader {
+    body: BodyStream<hyper::body::Incoming>,
+    buffer: BytesMut,
+    usage: Usage,
+    log: RequestLog,
+    done: bool,
+}
+
+impl SseReader {
+    /// The next event's payload, an error that ends the stream, or `None` at a clean end.
+    async fn next_item(&mut self) -> Option<StreamItem> {
+        while !self.done {
+            if let Some(end) = memchr::memmem::find(&self.buffer, b"\n\n") {
+                let block = self.buffer.split_to(end + 2).freeze();
+                // A comment or an event without data has nothing to forward.
+                if let Some(event) = parse_event(&block) {
+                    return Some(self.forward(event));
                 }
+                continue;
             }
-            match s.body.next().await {
+            match self.body.next().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        s.buffer.extend_from_slice(&data);
+                        self.buffer.extend_from_slice(&data);
                     }
                 }
-                Some(Err(e)) => {
-                    s.done = true;
-                    return Some((Err(ProxyError::Upstream(format!("mantle's stream was cut: {e}"))), s));
-                }
-                None if s.buffer.iter().all(u8::is_ascii_whitespace) => return None,
-                None => {
-                    s.done = true;
-                    return Some((
-                        Err(ProxyError::Upstream("mantle's stream ended inside an event".into())),
-                        s,
-                    ));
-                }
+                Some(Err(e)) => return Some(self.fail(format!("mantle's stream was cut: {e}"))),
+                None if self.buffer.iter().all(u8::is_ascii_whitespace) => return None,
+                None => return Some(self.fail("mantle's stream ended inside an event".into())),
             }
         }
-    }))
+        None
+    }
+
+    /// An event to pass on, with its token counts noted; `event: error` ends the stream.
+    fn forward(&mut self, Event { name, data }: Event) -> StreamItem {
+        if name == "error" || data.starts_with(b"{\"type\":\"error\"") {
+            self.done = true;
+            return Err(error_event(&data));
+        }
+        if name == "message_start" || name == "message_delta" {
+            record_usage(&mut self.usage, &name, &data);
+            self.log.usage(self.usage);
+        }
+        Ok(data)
+    }
+
+    fn fail(&mut self, message: String) -> StreamItem {
+        self.done = true;
+        Err(ProxyError::Upstream(message))
+    }
+}
+
+/// The error an `event: error` carries, in the proxy's terms.
+fn error_event(data: &[u8]) -> ProxyError {
+    let value: Option<Value> = serde_json::from_slice(data).ok();
+    let error = value.as_ref().and_then(|v| v.get("error"));
+    let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str);
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("bedrock mantle sent an error event")
+        .to_string();
+    from_anthropic(kind, 500, message)
 }
 
 /// One SSE event: its name and its data.

@@ -4,10 +4,10 @@
 //! deadline ([`deadline`]). The HTTP layer hands a request here and gets an [`Answer`] back;
 //! it never knows which API ran.
 
-pub mod deadline;
-pub mod invoke;
-pub mod mantle;
-pub mod retry;
+pub(crate) mod deadline;
+pub(crate) mod invoke;
+pub(crate) mod mantle;
+pub(crate) mod retry;
 
 use std::pin::Pin;
 use std::time::Duration;

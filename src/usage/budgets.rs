@@ -3,7 +3,10 @@
 //! in the token secret) are checked before each request against a cached read, and usage is
 //! added after each answer from the counts Bedrock reported.
 //!
-//! Items: `pk = "caller#<name>"`, `sk = "day#YYYY-MM-DD"` or `"month#YYYY-MM"` (UTC), a number
+//! A JWT caller's groups may also share a budget (their `pool`): its spend is then added to
+//! each such group's counter too, and a request is refused once any of them is used up.
+//!
+//! Items: `pk = "caller#<name>"` (or `"group#<name>"` for a pool), `sk = "day#YYYY-MM-DD"` or `"month#YYYY-MM"` (UTC), a number
 //! `tokens`, and `expires_at` (epoch seconds) for DynamoDB's TTL. Each write is one atomic
 //! `ADD`, so concurrent Lambda instances never lose each other's counts. Reads are cached per
 //! caller for `read_every`, so a busy caller costs two reads per interval, not per request; the
@@ -17,11 +20,39 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::auth::policy::CallerPolicy;
+use crate::auth::Caller;
 use crate::error::ProxyError;
 use crate::sync::IgnorePoison;
 
 /// How long a read of a caller's usage is trusted.
 pub const DEFAULT_READ_EVERY: Duration = Duration::from_secs(10);
+
+/// Whose spend a counter holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    /// One caller's own spend.
+    Caller(String),
+    /// What all members of a group spend together (its `pool`).
+    Group(String),
+}
+
+impl Account {
+    /// The item's partition key.
+    fn key(&self) -> String {
+        match self {
+            Self::Caller(name) => format!("caller#{name}"),
+            Self::Group(name) => format!("group#{name}"),
+        }
+    }
+
+    /// Whose budget a refusal names.
+    fn whose(&self) -> String {
+        match self {
+            Self::Caller(_) => "this token".into(),
+            Self::Group(name) => format!("the group {name:?}"),
+        }
+    }
+}
 
 /// The usage table and what has been read from it.
 #[derive(Debug)]
@@ -63,20 +94,43 @@ impl Budgets {
         }
     }
 
-    /// Refuses with 429 `rate_limit_error` a caller whose daily or monthly budget is used up,
-    /// saying which budget and when it resets. A failed read lets the request through: the
-    /// budget is a guard against runaway spend, not a reason to stop serving.
+    /// Checks the caller's own budget and its groups' pools; returns the accounts the request
+    /// is to be charged to (none when nothing is budgeted).
+    pub async fn admit(&self, caller: &Caller) -> Result<Vec<Account>, ProxyError> {
+        let mut accounts = Vec::new();
+        if caller.policy.has_budget() {
+            let account = Account::Caller(caller.name.clone());
+            self.check_account(&account, &caller.policy).await?;
+            accounts.push(account);
+        }
+        for (group, pool) in &caller.pools {
+            let account = Account::Group(group.clone());
+            self.check_account(&account, pool).await?;
+            accounts.push(account);
+        }
+        Ok(accounts)
+    }
+
+    /// [`Budgets::check_account`] for a caller's own budget.
     pub async fn check(&self, caller: &str, policy: &CallerPolicy) -> Result<(), ProxyError> {
+        self.check_account(&Account::Caller(caller.to_string()), policy).await
+    }
+
+    /// Refuses with 429 `rate_limit_error` when the account's daily or monthly budget is used
+    /// up, saying which budget and when it resets. A failed read lets the request through: the
+    /// budget is a guard against runaway spend, not a reason to stop serving.
+    pub async fn check_account(&self, account: &Account, policy: &CallerPolicy) -> Result<(), ProxyError> {
         if !policy.has_budget() {
             return Ok(());
         }
         let period = Period::now();
-        let usage = match self.cached(caller, &period) {
+        let key = account.key();
+        let usage = match self.cached(&key, &period) {
             Some(usage) => usage,
-            None => match self.read(caller, &period).await {
+            None => match self.read(&key, &period).await {
                 Ok(usage) => usage,
                 Err(e) => {
-                    tracing::warn!(caller, error = %e, "could not read the caller's usage; letting the request through");
+                    tracing::warn!(account = %key, error = %e, "could not read the usage; letting the request through");
                     return Ok(());
                 }
             },
@@ -84,14 +138,16 @@ impl Budgets {
         let over = |limit: Option<u64>, used: u64| limit.filter(|l| used >= *l);
         if let Some(limit) = over(policy.daily_tokens, usage.day_tokens) {
             return Err(ProxyError::RateLimited(format!(
-                "the daily token budget of {limit} for this token is used up ({} used); it resets at 00:00 UTC, in {}",
+                "the daily token budget of {limit} for {} is used up ({} used); it resets at 00:00 UTC, in {}",
+                account.whose(),
                 usage.day_tokens,
                 in_words(period.day_left)
             )));
         }
         if let Some(limit) = over(policy.monthly_tokens, usage.month_tokens) {
             return Err(ProxyError::RateLimited(format!(
-                "the monthly token budget of {limit} for this token is used up ({} used); it resets on the 1st at 00:00 UTC, in {}",
+                "the monthly token budget of {limit} for {} is used up ({} used); it resets on the 1st at 00:00 UTC, in {}",
+                account.whose(),
                 usage.month_tokens,
                 in_words(period.month_left)
             )));
@@ -99,12 +155,18 @@ impl Budgets {
         Ok(())
     }
 
-    /// Adds `tokens` to the caller's day and month. Never fails the request: a failed write is
-    /// logged and counted.
+    /// [`Budgets::record_account`] for a caller's own budget.
     pub async fn record(&self, caller: &str, tokens: u64) {
+        self.record_account(&Account::Caller(caller.to_string()), tokens).await;
+    }
+
+    /// Adds `tokens` to the account's day and month. Never fails the request: a failed write
+    /// is logged and counted.
+    pub async fn record_account(&self, account: &Account, tokens: u64) {
         if tokens == 0 {
             return;
         }
+        let key = account.key();
         let period = Period::now();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -120,7 +182,7 @@ impl Budgets {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", AttributeValue::S(format!("caller#{caller}")))
+                .key("pk", AttributeValue::S(key.clone()))
                 .key("sk", AttributeValue::S(sort_key))
                 .update_expression("ADD tokens :n SET expires_at = if_not_exists(expires_at, :exp)")
                 .expression_attribute_values(":n", AttributeValue::N(tokens.to_string()))
@@ -130,7 +192,7 @@ impl Budgets {
             if let Err(e) = result {
                 let failures = self.write_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
-                    caller,
+                    account = %key,
                     error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e),
                     budget_write_failures = failures,
                     "could not add usage to the budget table"
@@ -140,7 +202,7 @@ impl Budgets {
         }
         // Our own spend counts at once, without waiting for the next read.
         let mut cache = self.cache.lock().ignore_poison();
-        if let Some(cached) = cache.get_mut(caller).filter(|c| c.period == period) {
+        if let Some(cached) = cache.get_mut(&key).filter(|c| c.period == period) {
             cached.day_tokens += tokens;
             cached.month_tokens += tokens;
         }
@@ -151,17 +213,17 @@ impl Budgets {
         self.write_failures.load(Ordering::Relaxed)
     }
 
-    fn cached(&self, caller: &str, period: &Period) -> Option<Cached> {
+    fn cached(&self, key: &str, period: &Period) -> Option<Cached> {
         let cache = self.cache.lock().ignore_poison();
         cache
-            .get(caller)
+            .get(key)
             .filter(|c| c.fetched.elapsed() < self.read_every && c.period == *period)
             .cloned()
     }
 
-    async fn read(&self, caller: &str, period: &Period) -> Result<Cached, String> {
+    async fn read(&self, key: &str, period: &Period) -> Result<Cached, String> {
         let (day_key, month_key) = (format!("day#{}", period.day), format!("month#{}", period.month));
-        let (day, month) = tokio::join!(self.tokens(caller, &day_key), self.tokens(caller, &month_key));
+        let (day, month) = tokio::join!(self.tokens(key, &day_key), self.tokens(key, &month_key));
         let cached = Cached {
             fetched: Instant::now(),
             period: period.clone(),
@@ -169,16 +231,16 @@ impl Budgets {
             month_tokens: month?,
         };
         let mut cache = self.cache.lock().ignore_poison();
-        cache.insert(caller.to_string(), cached.clone());
+        cache.insert(key.to_string(), cached.clone());
         Ok(cached)
     }
 
-    async fn tokens(&self, caller: &str, sort_key: &str) -> Result<u64, String> {
+    async fn tokens(&self, key: &str, sort_key: &str) -> Result<u64, String> {
         let item = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("caller#{caller}")))
+            .key("pk", AttributeValue::S(key.to_string()))
             .key("sk", AttributeValue::S(sort_key.to_string()))
             .projection_expression("tokens")
             .send()

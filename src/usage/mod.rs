@@ -2,5 +2,5 @@
 //! budgets.
 
 pub mod budgets;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod request_log;

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sync::IgnorePoison;
-use crate::usage::budgets::Budgets;
+use crate::usage::budgets::{Account, Budgets};
 use crate::usage::metrics::{add_emf, RequestMetrics};
 use std::time::Instant;
 
@@ -70,7 +70,7 @@ struct Record {
     fallbacks: u64,
     first_token: Option<Instant>,
     /// Where the answer's tokens are charged once it is done.
-    charge: Option<(Arc<Budgets>, String)>,
+    charge: Option<(Arc<Budgets>, Vec<Account>)>,
 }
 
 /// Inside Lambda, the CloudWatch namespace of the request lines' metrics (EMF); unset
@@ -91,11 +91,15 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let r = self.record.get_mut().ignore_poison();
         let usage = r.usage.unwrap_or_default();
-        if let Some((budgets, caller)) = r.charge.take() {
+        if let Some((budgets, accounts)) = r.charge.take() {
             let tokens = usage.input + usage.output + usage.cache_read + usage.cache_write;
             if tokens > 0 {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move { budgets.record(&caller, tokens).await });
+                    runtime.spawn(async move {
+                        for account in &accounts {
+                            budgets.record_account(account, tokens).await;
+                        }
+                    });
                 }
             }
         }
@@ -272,9 +276,10 @@ impl RequestLog {
         self.update(|r| r.error_type = Some(kind));
     }
 
-    /// Charges the answer's tokens to `caller`'s budgets when the request is done.
-    pub fn charge_to(&self, budgets: Arc<Budgets>, caller: &str) {
-        self.update(|r| r.charge = Some((budgets, caller.to_string())));
+    /// Charges the answer's tokens to these accounts (the caller's, its groups' pools) when
+    /// the request is done.
+    pub fn charge_to(&self, budgets: Arc<Budgets>, accounts: Vec<Account>) {
+        self.update(|r| r.charge = Some((budgets, accounts)));
     }
 
     /// Records token counts.

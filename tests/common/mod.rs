@@ -3,7 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod idp;
+pub mod logs;
 pub mod moto;
+
+#[allow(unused_imports, reason = "not every test binary captures logs")]
+pub use logs::Logs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,6 +57,7 @@ pub async fn harness_with(
     sdk: &aws_config::SdkConfig,
     env: &[(&str, &str)],
 ) -> Harness {
+    logs::ask_every_time();
     let mut vars: HashMap<String, String> = [
         ("BEARER_TOKEN", TOKEN),
         ("INFERENCE_PROFILE", "us"),
@@ -141,55 +147,6 @@ pub fn message(prompt: &str, stream: bool) -> Value {
 /// (the rules are `bedrock_anthropic_proxy::sse::parse_frames`'s).
 pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
     bedrock_anthropic_proxy::sse::parse_frames(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The request-log lines and everything else logged on this thread, as JSON (the Lambda
-/// format). Capture in a current-thread test (`#[tokio::test]`), so that spawned tasks, such
-/// as the response body of a stream, log here too.
-#[derive(Clone, Default)]
-pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// Captures everything at info and above until the guard drops.
-    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(move || logs.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    pub fn lines(&self) -> Vec<Value> {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// The one log line of the request whose response carried `request_id`.
-    pub fn request_line(&self, request_id: &str) -> Value {
-        self.lines()
-            .into_iter()
-            .find(|l| l["message"] == "request" && l["request_id"] == request_id)
-            .unwrap_or_else(|| panic!("no log line for {request_id}: {:?}", self.lines()))
-    }
 }
 
 /// A Lambda invocation context whose deadline is `in_` from now, as lambda_http puts it in

@@ -63,3 +63,46 @@ fn start_moto() -> Moto {
         _shell: Some(Mutex::new(child)),
     }
 }
+
+/// A name no other test (or test process) uses: moto's state outlives a test run.
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// A fresh budgets table in moto's DynamoDB, shaped as Terraform creates it (pk, sk).
+pub async fn usage_table() -> (aws_sdk_dynamodb::Client, String) {
+    let sdk = super::sdk_config(moto()).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("usage");
+    let key = |name: &str, kind| {
+        aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attr = |name: &str| {
+        aws_sdk_dynamodb::types::AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .key_schema(key("pk", aws_sdk_dynamodb::types::KeyType::Hash))
+        .key_schema(key("sk", aws_sdk_dynamodb::types::KeyType::Range))
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .send()
+        .await
+        .expect("create the usage table in moto");
+    (client, table)
+}

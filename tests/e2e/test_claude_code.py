@@ -9,6 +9,7 @@ and for a second turn that replays thinking and answers a tool call.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -86,6 +87,10 @@ def test_claude_code_answers_through_the_proxy_with_zero_rejections(claude_bin, 
     assert any(t.get("defer_loading") for t in body["tools"])
     assert all(set(m) == {"role", "content"} for m in body["messages"])
     assert "context_management" not in body
+    # Attribution: Claude Code's session id (a UUID in x-claude-code-session-id) is in the
+    # request's log line, so spend can be traced to a session.
+    sessions = set(re.findall(r"session_id=\"?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", proxy.log_text()))
+    assert sessions, "no Claude Code session id in the proxy's request lines"
 
 
 def test_a_second_turn_with_thinking_and_a_tool_result_is_accepted(claude_bin, proxy, emulator, tmp_path):

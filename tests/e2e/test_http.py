@@ -1,11 +1,15 @@
 """Raw HTTP against the proxy, where the bytes and their timing matter."""
 
+import json
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
 
 from .conftest import (
+    TOKEN,
     assert_error_shape,
     assert_sse_framing,
     auth,
@@ -146,3 +150,28 @@ def test_sigterm_stops_accepting_and_lets_open_streams_finish(start_proxy):
     events = assert_sse_framing(b"".join(f.raw for f in frames))
     assert events[-1][0] == "message_stop", [name for name, _ in events]
     assert proxy.proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_seeds_readme_curl_to_the_root_answers(proxy, stream):
+    """The original project's usage, byte for byte: curl POSTs to the URL's root with no
+    anthropic-version header, streamed or not by the body."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.fail("curl is needed for this test (Debian package curl)")
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello"}]}
+    if stream:
+        body["stream"] = True
+    done = subprocess.run(
+        [curl, "-sS", "-X", "POST", f"{proxy.url}/", "-H", f"Authorization: Bearer {TOKEN}",
+         "-H", "Content-Type: application/json", "-d", json.dumps(body), "-w", "\n%{http_code}"],
+        capture_output=True, timeout=60, check=True,
+    )
+    answer, _, status = done.stdout.rpartition(b"\n")
+    assert status == b"200", done.stdout
+    if stream:
+        names = [name for name, _ in assert_sse_framing(answer)]
+        assert names[0] == "message_start" and names[-1] == "message_stop", names
+    else:
+        message = json.loads(answer)
+        assert message["type"] == "message" and message["content"][0]["type"] == "text", message

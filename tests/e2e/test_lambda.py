@@ -93,7 +93,7 @@ def test_lambda_stops_bedrock_when_the_caller_leaves(lambda_function, emulator):
     # the runtime API; lambda_runtime then drops the body, and with it Bedrock's connection.
     # This shows the function's side works. Real Lambda does not do this: a Function URL keeps
     # the function running after the client disconnects (AWS, "Response streaming for Lambda
-    # functions"), so there the deadline is what stops it (see the README, Reliability).
+    # functions"), so there the deadline is what stops it (see docs/reliability.md).
     before = emulator.stats()["streams_cancelled"]
     body = message_body(prompt("emulator:chunks=300", "emulator:delay_ms=100"), stream=True)
     response = lambda_function.request("POST", "/v1/messages", headers=auth(), body=body)

@@ -1,43 +1,18 @@
-"""Where the proxy meets AWS, through the real binary: dead pooled connections, empty Bedrock
-streams, and a machine without AWS credentials."""
+"""Where the proxy meets AWS, through the real binary: a machine without AWS credentials.
 
-import secrets
+Dead pooled connections and empty Bedrock streams are router behaviour, tested once, in
+tests/proxy/reliability.rs and tests/proxy/streaming.rs (the same SDK against the same emulator)."""
+
 import time
 
 from .conftest import (
     TOKEN,
     Proxy,
     assert_error_shape,
-    assert_sse_framing,
     auth,
     message_body,
     prompt,
 )
-
-
-def test_a_connection_bedrock_closed_without_answering_is_retried(proxy):
-    for stream in (False, True):
-        # The first request with this key has its kept-alive connection closed with no answer.
-        key = "dead-" + secrets.token_hex(4)
-        body = message_body(prompt(f"emulator:fail_first=1:close:{key}"), stream=stream)
-
-        response = proxy.request("POST", "/v1/messages", headers=auth(), body=body)
-        answer = response.read_body()
-
-        assert response.status == 200, answer
-        if stream:
-            assert assert_sse_framing(answer)[-1][0] == "message_stop"
-
-
-def test_an_empty_bedrock_stream_is_an_api_error(proxy):
-    response = proxy.request(
-        "POST", "/v1/messages", headers=auth(), body=message_body(prompt("emulator:empty_stream"), stream=True)
-    )
-    body = response.read_body()
-
-    assert response.status == 500, body
-    error = assert_error_shape(body, "api_error")
-    assert error["error"]["message"] == "bedrock ended the stream without sending any event"
 
 
 def test_without_aws_credentials_start_up_warns_and_callers_get_one_sentence(binaries, emulator, workdir):

@@ -29,6 +29,9 @@ import hcl2  # noqa: E402  (after the check above: the fork would shadow it)
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 CONFIG_RS = REPO / "src" / "config.rs"
+CONFIGURATION_MD = REPO / "docs" / "configuration.md"
+# What the official TypeScript SDK's CORS preflights asked for in tests/e2e/test_browser.py.
+BROWSER_PREFLIGHT_HEADERS = REPO / "tests" / "browser" / "preflight-headers.json"
 
 PROXY_ACTIONS = {"bedrock-mantle:CountTokens", "secretsmanager:GetSecretValue"}
 RUNTIME_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens"}
@@ -45,6 +48,7 @@ CORE_SETTINGS = {
     "METRICS_NAMESPACE",
     "MODEL_FALLBACKS",
     "MODEL_MAP",
+    "OIDC_ISSUERS",
     "RUST_LOG",
 }
 # Set only when its feature is on (here: enable_budgets).
@@ -280,6 +284,33 @@ def test_cors_lives_only_in_the_function_url_block():
     assert "CORS_ALLOW_ORIGINS" not in proxy_environment_names()
 
 
+def test_cors_default_allows_every_header_the_browser_sdk_sends():
+    allowed = {h.lower() for h in unquote(variable(ROOT_VARIABLES, "cors_allow_headers")["default"])}
+    seen = {h.lower() for h in json.loads(BROWSER_PREFLIGHT_HEADERS.read_text())["headers"]}
+
+    # An empty or shrunken list would make this pass for the wrong reason.
+    assert len(seen) >= 13 and "anthropic-dangerous-direct-browser-access" in seen
+    missing = sorted(seen - allowed)
+    assert not missing, f"a default deploy blocks the browser SDK; cors_allow_headers lacks {missing}"
+    # Sent by Claude Code, earlier SDKs and callers who set them, though not by SDK 1.x's defaults.
+    assert {"x-api-key", "anthropic-beta"} <= allowed
+
+
+def test_cors_default_exposes_what_the_sdk_reads():
+    exposed = {h.lower() for h in unquote(variable(ROOT_VARIABLES, "cors_expose_headers")["default"])}
+
+    assert {"request-id", "retry-after", "x-should-retry"} <= exposed
+
+
+def test_proxy_reserves_concurrency_by_default():
+    default = variable(ROOT_VARIABLES, "reserved_concurrency")["default"]
+    function = one(FUNCTION_MAIN, "resource", "aws_lambda_function", "this")
+
+    assert isinstance(default, int) and default > 0
+    assert module_call("proxy")["reserved_concurrency"] == "${var.reserved_concurrency}"
+    assert function["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
+
+
 # -- environment ------------------------------------------------------------------
 
 
@@ -313,6 +344,17 @@ def test_upstream_fallbacks_and_metrics_namespace_come_from_their_inputs():
     assert unquote(namespace["default"]) == "BedrockAnthropicProxy"
 
 
+def test_oidc_issuers_come_from_their_input_as_a_json_array_defaulting_to_none():
+    merged = local(ROOT_MAIN, "proxy_environment")
+    issuers = variable(ROOT_VARIABLES, "oidc_issuers")
+
+    assert re.search(r"\bOIDC_ISSUERS\s*=\s*jsonencode\(var\.oidc_issuers\)", merged)
+    assert issuers["default"] == []
+    assert "list(object(" in issuers["type"]
+    # The shared CI issuers are refused without required claims, as the binary refuses them.
+    assert "https://token.actions.githubusercontent.com" in validation_strings(issuers)
+
+
 def test_usage_table_is_set_only_with_budgets():
     usage = module_call("usage")
 
@@ -343,6 +385,30 @@ def test_every_environment_name_terraform_sets_is_read_by_the_binary():
 
     assert len(names) >= 12
     assert not missing, f"set by Terraform but no string literal in src/config.rs: {missing}"
+
+
+def configuration_table_names() -> set:
+    """Variable names in the first column of docs/configuration.md's table under "## Environment variables"."""
+    section = CONFIGURATION_MD.read_text().split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]{2,})`", row.split("|")[1])}
+
+
+def test_configuration_page_has_a_row_for_every_setting_the_binary_reads_and_no_other():
+    code = config_rs().split("#[cfg(test)]")[0]
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', code))
+    documented = configuration_table_names()
+
+    undocumented = sorted(read - documented)
+    unread = sorted(
+        n
+        for n in documented - read
+        if not ENDPOINT_OVERRIDE.match(n) and not (n == "RUST_LOG" and reads_rust_log_through_env_filter())
+    )
+
+    assert len(read) >= 20
+    assert not undocumented, f"src/config.rs reads these but docs/configuration.md has no row for them: {undocumented}"
+    assert not unread, f"docs/configuration.md documents these but src/config.rs does not read them: {unread}"
 
 
 def test_every_setting_the_binary_reads_can_be_set_from_terraform():
@@ -751,9 +817,10 @@ def test_every_variable_is_typed_and_described():
 # -- documentation ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("readme_path", [TERRAFORM / "README.md", TERRAFORM.parent / "README.md"])
+# The inputs and outputs table lives in terraform/README.md only; the top-level README links to it.
 @pytest.mark.parametrize("kind, source", [("variable", "variables.tf"), ("output", "outputs.tf")])
-def test_readme_lists_every_root_input_and_output(kind, source, readme_path):
+def test_readme_lists_every_root_input_and_output(kind, source):
+    readme_path = TERRAFORM / "README.md"
     readme = readme_path.read_text()
 
     missing = [name for name, _ in labelled(TERRAFORM / source, kind) if f"`{name}`" not in readme]

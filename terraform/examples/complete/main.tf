@@ -25,6 +25,10 @@ module "bedrock_anthropic_proxy" {
     "claude-sonnet-4-5" = ["global.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-haiku-4-5"]
   }
 
+  # JWTs from these issuers are accepted beside the static token, e.g. the
+  # repository's own GitHub Actions jobs (docs/sso.md).
+  oidc_issuers = var.oidc_issuers
+
   extra_environment = {
     TOKEN_REFRESH_SECONDS = "300"
   }

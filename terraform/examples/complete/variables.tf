@@ -37,6 +37,19 @@ variable "bedrock_api" {
   }
 }
 
+variable "oidc_issuers" {
+  type = list(object({
+    issuer       = string
+    audience     = list(string)
+    caller_claim = optional(string, "sub")
+    groups_claim = optional(string)
+    groups       = optional(list(string), [])
+    claims       = optional(map(list(string)), {})
+  }))
+  description = "OpenID issuers whose JWTs the proxy accepts (SSO, keyless CI), e.g. [{ issuer = \"https://token.actions.githubusercontent.com\", audience = [\"bedrock-proxy\"], claims = { repository = [\"acme/app\"] } }]; [] for static tokens only."
+  default     = []
+}
+
 variable "enable_budgets" {
   type        = bool
   description = "Whether to create the DynamoDB usage table that enforces callers' daily_tokens / monthly_tokens."

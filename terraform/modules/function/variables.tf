@@ -41,14 +41,14 @@ variable "timeout" {
   }
 }
 
-variable "reserved_concurrent_executions" {
+variable "reserved_concurrency" {
   type        = number
-  description = "Concurrency reserved for (and capping) the function; null leaves it unreserved, 0 disables it."
+  description = "Concurrent executions reserved for (and capping) the function, its reserved_concurrent_executions; null leaves it unreserved, 0 disables it. The root module passes its reserved_concurrency (default 50) for the proxy and nothing for rotate-token."
   default     = null
 
   validation {
-    condition     = var.reserved_concurrent_executions == null ? true : var.reserved_concurrent_executions >= 0
-    error_message = "reserved_concurrent_executions must be null or a number >= 0."
+    condition     = var.reserved_concurrency == null ? true : var.reserved_concurrency >= 0 && floor(var.reserved_concurrency) == var.reserved_concurrency
+    error_message = "reserved_concurrency must be null or a whole number >= 0."
   }
 }
 
