@@ -144,6 +144,20 @@ data "aws_iam_policy_document" "proxy" {
     }
   }
 
+  # The guardrails callers' policies name: InvokeModel with a guardrail needs
+  # bedrock:ApplyGuardrail on it. Mantle applies none (the proxy refuses guarded
+  # callers there), so invoke mode only.
+  # https://docs.aws.amazon.com/bedrock/latest/userguide/guardrails-permissions.html
+  dynamic "statement" {
+    for_each = var.bedrock_api == "invoke" && length(var.guardrail_arns) > 0 ? [var.guardrail_arns] : []
+
+    content {
+      sid       = "ApplyCallerGuardrails"
+      actions   = ["bedrock:ApplyGuardrail"]
+      resources = statement.value
+    }
+  }
+
   # Bedrock's Anthropic Messages endpoint, bedrock-mantle.REGION.api.aws. Its
   # CreateInference and CountTokens actions take the project resource
   # arn:PARTITION:bedrock-mantle:REGION:ACCOUNT:project/ID and the condition key

@@ -193,6 +193,17 @@ variable "allowed_models" {
   }
 }
 
+variable "guardrail_arns" {
+  type        = list(string)
+  description = "ARNs of the Bedrock guardrails that callers' policies in the token secret name (\"guardrail\": {\"id\": ..., \"version\": ...}, see docs/guardrails.md), e.g. [\"arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123def456\"]. InvokeModel with a guardrail needs bedrock:ApplyGuardrail on it, which the proxy gets on exactly these, with bedrock_api = \"invoke\" (on Mantle the proxy refuses guarded callers). Empty (the default): no guardrail permission."
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.guardrail_arns : can(regex("^arn:aws(-[a-z]+)*:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+$", arn))])
+    error_message = "guardrail_arns must be guardrail ARNs such as arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123def456 (no wildcards)."
+  }
+}
+
 variable "bedrock_regions" {
   type        = list(string)
   description = "Regions (IAM patterns such as us-* allowed) whose foundation models the proxy may invoke; inference profiles send requests on to these. null derives them from inference_profile, or from this region as the function does when it is \"\", plus those of the profiles model_map and model_fallbacks name: us → us-*, eu → eu-*, apac, jp and au → ap-* (jp and au fall back to apac), global → *, none → this region."

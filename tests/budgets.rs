@@ -114,9 +114,6 @@ async fn the_log_line_has_the_cost_of_the_tokens_at_the_models_price_streamed_an
 
 #[tokio::test]
 async fn a_spent_dollar_budget_is_a_429_naming_it_with_retry_after_to_the_reset() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (client, table) = usage_table().await;
     let secret = secret(0.10);
     let h = budget_harness(&[("BEARER_TOKEN", &secret), ("MODEL_PRICES", PRICES)], &table, 20).await;
@@ -148,9 +145,6 @@ async fn a_spent_dollar_budget_is_a_429_naming_it_with_retry_after_to_the_reset(
 
 #[tokio::test]
 async fn near_the_limit_the_answer_says_so_in_the_headers_claude_code_reads() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (client, table) = usage_table().await;
     let secret = secret(1.0);
     let h = budget_harness(&[("BEARER_TOKEN", &secret), ("MODEL_PRICES", PRICES)], &table, 20).await;
@@ -304,9 +298,6 @@ async fn streams_that_break_or_lose_their_caller_are_still_charged() {
 
 #[tokio::test]
 async fn concurrent_requests_cannot_overrun_a_tight_budget_by_more_than_one_worst_case() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (client, table) = usage_table().await;
     let secret = secret(0.10);
     let h = budget_harness(&[("BEARER_TOKEN", &secret), ("MODEL_PRICES", PRICES)], &table, 20).await;
@@ -336,9 +327,6 @@ async fn concurrent_requests_cannot_overrun_a_tight_budget_by_more_than_one_wors
 
 #[tokio::test]
 async fn the_instance_that_spent_a_budget_refuses_its_next_request_at_once() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (client, table) = usage_table().await;
     let secret = secret(0.05);
     let h = budget_harness(&[("BEARER_TOKEN", &secret), ("MODEL_PRICES", PRICES)], &table, 20).await;
@@ -357,9 +345,6 @@ async fn the_instance_that_spent_a_budget_refuses_its_next_request_at_once() {
 
 #[tokio::test]
 async fn a_dollar_budget_refuses_a_model_that_has_no_price() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (_, table) = usage_table().await;
     let secret = secret(10.0);
     let h = budget_harness(&[("BEARER_TOKEN", &secret)], &table, 20).await;
@@ -372,9 +357,6 @@ async fn a_dollar_budget_refuses_a_model_that_has_no_price() {
 
 #[tokio::test]
 async fn a_caller_over_its_daily_token_budget_gets_a_429_that_says_which_budget_and_when_it_resets() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (client, table) = usage_table().await;
     let secret = secret(10.0);
     let h = budget_harness(&[("BEARER_TOKEN", &secret)], &table, 20).await;
@@ -403,9 +385,6 @@ async fn a_caller_over_its_daily_token_budget_gets_a_429_that_says_which_budget_
 
 #[tokio::test]
 async fn group_and_deployment_budgets_count_every_members_spend() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let (client, table) = usage_table().await;
     let budgets = Budgets::new(client.clone(), table.clone(), Duration::from_secs(3600));
     let pool = CallerPolicy {
@@ -447,9 +426,6 @@ async fn group_and_deployment_budgets_count_every_members_spend() {
 
 #[tokio::test]
 async fn an_unreadable_table_fails_closed_in_the_shape_claude_code_knows() {
-    // Every test captures: tracing caches per call site whether anyone listens.
-    let logs = Logs::default();
-    let _guard = logs.capture();
     let sdk = common::sdk_config(common::moto::moto()).await;
     let budgets = Budgets::new(
         aws_sdk_dynamodb::Client::new(&sdk),

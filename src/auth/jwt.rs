@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::issuers::IssuerConfig;
 use crate::auth::jwks::{http_client, Jwks};
-use crate::auth::policy::membership;
+use crate::auth::policy::{membership, NotAMember};
 use crate::auth::tokens::TokenStore;
 use crate::auth::{unauthorized, Caller};
 use crate::error::ProxyError;
@@ -210,15 +210,20 @@ async fn caller(
         log.caller(name);
     }
     let groups = tokens.groups().await?;
-    let member = membership(&groups, &issuer.groups_of(claims)).ok_or_else(|| {
-        ProxyError::PermissionDenied(format!(
+    let member = membership(&groups, &issuer.groups_of(claims)).map_err(|why| match why {
+        NotAMember::NoGroup => ProxyError::PermissionDenied(format!(
             "{name} is in none of the groups this proxy serves{}",
             issuer
                 .groups_claim
                 .as_ref()
                 .map(|c| format!(" (by the token's {c:?} claim)"))
                 .unwrap_or_default()
-        ))
+        )),
+        NotAMember::GuardrailConflict(groups) => ProxyError::PermissionDenied(format!(
+            "{name} is in groups that name different Bedrock guardrails ({}), and a request can go \
+             through only one; the proxy's operator must give them the same guardrail (docs/guardrails.md)",
+            groups.join(", ")
+        )),
     })?;
     Ok(Caller {
         name: name.to_string(),

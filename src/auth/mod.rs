@@ -1,6 +1,8 @@
 //! Who may call: the static tokens (from Secrets Manager or the environment), the secret's
-//! format, JWTs from trusted OpenID issuers, and each caller's policy.
+//! format, JWTs from trusted OpenID issuers, and each caller's policy (including its Bedrock
+//! guardrail).
 
+pub mod guardrail;
 pub mod issuers;
 pub mod jwks;
 pub mod jwt;

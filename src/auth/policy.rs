@@ -1,10 +1,12 @@
 //! Per-caller policy, kept in the token secret next to each caller's token: which models the
-//! caller may use, the largest `max_tokens` it may ask for, and its token and dollar budgets.
+//! caller may use, the largest `max_tokens` it may ask for, its token and dollar budgets, and
+//! the Bedrock guardrail applied to its answers.
 //!
 //! ```json
 //! {"tokens": {"alice": {"token": "…", "models": ["claude-sonnet-*", "claude-haiku-*"],
 //!                       "max_tokens": 64000, "daily_tokens": 5000000, "monthly_tokens": 90000000,
-//!                       "daily_usd": 25, "monthly_usd": 400},
+//!                       "daily_usd": 25, "monthly_usd": 400,
+//!                       "guardrail": {"id": "abc123def456", "version": "1"}},
 //!             "ci": "…"}}
 //! ```
 //! A caller given as a plain string has no limits.
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::auth::guardrail::Guardrail;
 use crate::error::ProxyError;
 use crate::usage::cost::Usd;
 
@@ -43,6 +46,9 @@ pub struct CallerPolicy {
     /// Dollars per UTC calendar month.
     #[serde(default)]
     pub monthly_usd: Option<Usd>,
+    /// The Bedrock guardrail every answer for this caller goes through (docs/guardrails.md).
+    #[serde(default)]
+    pub guardrail: Option<Guardrail>,
 }
 
 impl CallerPolicy {
@@ -102,6 +108,16 @@ pub struct GroupPolicy {
     pub pool: Option<Arc<CallerPolicy>>,
 }
 
+/// Why a JWT caller gets no policy from its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAMember {
+    /// It is in none of the secret's groups.
+    NoGroup,
+    /// Its groups name different guardrails (these groups), and a request can go through only
+    /// one.
+    GuardrailConflict(Vec<String>),
+}
+
 /// What a JWT caller gets from the groups it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
@@ -114,32 +130,56 @@ pub struct Membership {
 /// The policy of a caller in the groups `names` (unknown names are ignored).
 ///
 /// When the secret defines no groups, every caller has no limits (the issuer's `claims` decide
-/// who may call). When it defines some, a caller must be in at least one of them: `None` means
-/// it is in none, and is refused.
-pub fn membership(groups: &BTreeMap<String, GroupPolicy>, names: &[String]) -> Option<Membership> {
+/// who may call). When it defines some, a caller must be in at least one of them, or it is
+/// refused.
+///
+/// A guardrail is not a permission one group can waive for another: the caller gets the
+/// guardrail any of its groups names, and is refused when two of them name different ones
+/// (InvokeModel takes one guardrail), rather than sent with one of them or none.
+pub fn membership(groups: &BTreeMap<String, GroupPolicy>, names: &[String]) -> Result<Membership, NotAMember> {
     if groups.is_empty() {
-        return Some(Membership {
+        return Ok(Membership {
             policy: Arc::new(CallerPolicy::default()),
             pools: Vec::new(),
         });
     }
     let matched: Vec<(&String, &GroupPolicy)> = groups.iter().filter(|(name, _)| names.contains(name)).collect();
     let policy = match matched.as_slice() {
-        [] => return None,
+        [] => return Err(NotAMember::NoGroup),
         // One group (the usual case): its policy is shared, not copied.
         [(_, only)] => only.member.clone(),
-        several => Arc::new(most_permissive(several.iter().map(|(_, g)| g.member.as_ref()))),
+        several => {
+            let mut combined = most_permissive(several.iter().map(|(_, g)| g.member.as_ref()));
+            combined.guardrail = required_guardrail(several)?;
+            Arc::new(combined)
+        }
     };
     let pools = matched
         .iter()
         .filter_map(|(name, group)| group.pool.clone().map(|pool| ((*name).clone(), pool)))
         .collect();
-    Some(Membership { policy, pools })
+    Ok(Membership { policy, pools })
+}
+
+/// The one guardrail the groups name, if any; several different ones are a conflict.
+fn required_guardrail(groups: &[(&String, &GroupPolicy)]) -> Result<Option<Guardrail>, NotAMember> {
+    let named: Vec<(&String, &Guardrail)> = groups
+        .iter()
+        .filter_map(|(name, group)| group.member.guardrail.as_ref().map(|g| (*name, g)))
+        .collect();
+    match named.first() {
+        None => Ok(None),
+        Some((_, first)) if named.iter().all(|(_, g)| g == first) => Ok(Some((*first).clone())),
+        Some(_) => Err(NotAMember::GuardrailConflict(
+            named.iter().map(|(name, _)| (*name).clone()).collect(),
+        )),
+    }
 }
 
 /// The combination of several groups' policies: what any one of them allows. Models are the
 /// union of the lists (and every model if one list is empty); `max_tokens` and each budget are
-/// the largest (and unlimited if one group leaves them unlimited).
+/// the largest (and unlimited if one group leaves them unlimited). A guardrail is a requirement,
+/// not an allowance, so none is combined here: [`membership`] decides it.
 pub fn most_permissive<'a>(policies: impl IntoIterator<Item = &'a CallerPolicy>) -> CallerPolicy {
     let mut policies = policies.into_iter();
     let Some(first) = policies.next() else {
@@ -161,6 +201,7 @@ pub fn most_permissive<'a>(policies: impl IntoIterator<Item = &'a CallerPolicy>)
         combined.monthly_tokens = largest(combined.monthly_tokens, next.monthly_tokens);
         combined.daily_usd = combined.daily_usd.zip(next.daily_usd).map(|(a, b)| a.max(b));
         combined.monthly_usd = combined.monthly_usd.zip(next.monthly_usd).map(|(a, b)| a.max(b));
+        combined.guardrail = None;
         combined
     })
 }
@@ -248,6 +289,7 @@ mod tests {
             monthly_tokens: None,
             daily_usd: Some(Usd(1_000_000)),
             monthly_usd: Some(Usd(20_000_000)),
+            guardrail: None,
         };
         let sonnet = CallerPolicy {
             models: vec!["claude-sonnet-*".into(), "claude-haiku-*".into()],
@@ -256,6 +298,7 @@ mod tests {
             monthly_tokens: Some(90_000),
             daily_usd: Some(Usd(5_000_000)),
             monthly_usd: None,
+            guardrail: None,
         };
         let combined = most_permissive([&haiku, &sonnet]);
         assert_eq!(combined.models, ["claude-haiku-*", "claude-sonnet-*"]);
@@ -285,14 +328,47 @@ mod tests {
         };
         groups.insert("eng".to_string(), group(eng.clone(), Some(pool.clone())));
         groups.insert("ops".to_string(), group(CallerPolicy::default(), None));
-        assert_eq!(membership(&groups, &["sales".into()]), None);
-        assert_eq!(membership(&groups, &[]), None);
+        assert_eq!(membership(&groups, &["sales".into()]), Err(NotAMember::NoGroup));
+        assert_eq!(membership(&groups, &[]), Err(NotAMember::NoGroup));
         let member = membership(&groups, &["sales".into(), "eng".into()]).unwrap();
         assert_eq!(*member.policy, eng);
         assert_eq!(member.pools, [("eng".to_string(), Arc::new(pool))]);
         let both = membership(&groups, &["eng".into(), "ops".into(), "eng".into()]).unwrap();
         assert!(both.policy.models.is_empty());
         assert_eq!(both.pools.len(), 1);
+    }
+
+    #[test]
+    fn a_guardrail_of_any_group_applies_and_two_different_ones_refuse_the_caller() {
+        let guardrail = |version: &str| Guardrail {
+            id: "abc123".into(),
+            version: version.into(),
+        };
+        let guarded = |version: &str| CallerPolicy {
+            guardrail: Some(guardrail(version)),
+            ..CallerPolicy::default()
+        };
+        let mut groups = BTreeMap::new();
+        // "a-open" sorts first: the combination must not take the first group's (absent) one.
+        groups.insert("a-open".to_string(), group(CallerPolicy::default(), None));
+        groups.insert("contractors".to_string(), group(guarded("1"), None));
+        groups.insert("vendors".to_string(), group(guarded("1"), None));
+        groups.insert("testers".to_string(), group(guarded("2"), None));
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+
+        let open_and_guarded = membership(&groups, &names(&["a-open", "contractors"])).unwrap();
+        assert_eq!(open_and_guarded.policy.guardrail, Some(guardrail("1")));
+        let same_twice = membership(&groups, &names(&["contractors", "vendors", "a-open"])).unwrap();
+        assert_eq!(same_twice.policy.guardrail, Some(guardrail("1")));
+        assert_eq!(
+            membership(&groups, &names(&["contractors", "testers"])),
+            Err(NotAMember::GuardrailConflict(vec![
+                "contractors".into(),
+                "testers".into()
+            ]))
+        );
+        assert_eq!(membership(&groups, &names(&["a-open"])).unwrap().policy.guardrail, None);
+        assert_eq!(most_permissive([&guarded("1"), &guarded("1")]).guardrail, None);
     }
 
     #[test]

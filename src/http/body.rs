@@ -6,12 +6,14 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
+use crate::auth::guardrail::refuse_caller_choice;
 use crate::error::ProxyError;
 use crate::translate::request::{parse_request, Endpoint, MessagesRequest};
 use crate::AppState;
 
-/// The preamble of both POST handlers: the body read (within `MAX_BODY_BYTES`) and checked.
-/// The bytes are let go at once; the parsed request is what travels on.
+/// The preamble of both POST handlers: the body read (within `MAX_BODY_BYTES`) and checked,
+/// and no guardrail of the caller's own choosing in its headers or body. The bytes are let go
+/// at once; the parsed request is what travels on.
 pub(crate) async fn read_request(
     state: &AppState,
     body: Body,
@@ -19,7 +21,14 @@ pub(crate) async fn read_request(
     endpoint: Endpoint,
 ) -> Result<MessagesRequest, ProxyError> {
     let bytes = read_body(body, headers, state.config.max_body_bytes).await?;
-    parse_request(&bytes, endpoint)
+    checked(&bytes, headers, endpoint)
+}
+
+/// The body parsed, with no guardrail of the caller's own choosing in it or its headers.
+fn checked(bytes: &[u8], headers: &HeaderMap, endpoint: Endpoint) -> Result<MessagesRequest, ProxyError> {
+    let request = parse_request(bytes, endpoint)?;
+    refuse_caller_choice(headers, &request)?;
+    Ok(request)
 }
 
 /// What the Messages handler needs to know of a body besides its parse.
@@ -31,7 +40,7 @@ pub(crate) struct BodyFacts {
     pub asks_1h_cache: bool,
 }
 
-/// Like [`read_request`], with the facts of the bytes.
+/// [`read_request`] for `POST /v1/messages`, with the facts of the bytes.
 pub(crate) async fn read_messages_request(
     state: &AppState,
     body: Body,
@@ -42,7 +51,7 @@ pub(crate) async fn read_messages_request(
         bytes: bytes.len(),
         asks_1h_cache: asks_1h_cache(&bytes),
     };
-    Ok((parse_request(&bytes, Endpoint::Messages)?, facts))
+    Ok((checked(&bytes, headers, Endpoint::Messages)?, facts))
 }
 
 /// `"ttl": "1h"` anywhere in the JSON (a string inside a prompt would have its quotes escaped).

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::error::ProxyError;
 use crate::http::body::{read_messages_request, BodyFacts};
 use crate::sse::SseBody;
+use crate::translate::answer::GUARDRAIL_INTERVENED;
 use crate::translate::request::MessagesRequest;
 use crate::upstream::deadline::Deadline;
 use crate::upstream::{Answer, Call};
@@ -66,12 +67,17 @@ pub(crate) async fn messages(
         }
         Answer::Whole(answer) => {
             let finished = crate::translate::request::from_bedrock_response(answer);
-            if let Ok((_, Some(usage))) = &finished {
-                log.usage(*usage);
+            if let Ok(answer) = &finished {
+                if let Some(usage) = answer.usage {
+                    log.usage(usage);
+                }
+                if answer.guardrail_intervened {
+                    log.outcome(GUARDRAIL_INTERVENED);
+                }
             }
             log.first_token();
             charge::settle(&log).await;
-            ([(header::CONTENT_TYPE, "application/json")], finished?.0).into_response()
+            ([(header::CONTENT_TYPE, "application/json")], finished?.body).into_response()
         }
     };
     for (name, value) in standing {

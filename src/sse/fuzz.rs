@@ -6,7 +6,11 @@ use proptest::prelude::*;
 fn check_frame(frame: &Frame) -> Result<(), TestCaseError> {
     let frames = parse_frames(&frame.bytes).map_err(TestCaseError::fail)?;
     prop_assert_eq!(frames.len(), 1, "exactly one frame");
-    prop_assert!(frames[0].1.get(BEDROCK_METRICS_KEY).is_none());
+    let top = frames[0].1.as_object().into_iter().flatten();
+    prop_assert!(
+        top.map(|(k, _)| k).all(|k| !k.starts_with(BEDROCK_PREFIX)),
+        "no Bedrock key"
+    );
     Ok(())
 }
 
@@ -26,10 +30,18 @@ proptest! {
         text in ".{0,40}",
         pretty in any::<bool>(),
         metrics in any::<bool>(),
+        guardrail in prop::option::of("INTERVENED|NONE|.{0,5}"),
+        index in prop::option::of(0u64..4),
     ) {
         let mut value = serde_json::json!({"type": kind, "delta": {"type": "text_delta", "text": text}});
         if metrics {
-            value[BEDROCK_METRICS_KEY] = serde_json::json!({"inputTokenCount": 1});
+            value[crate::translate::answer::METRICS_KEY] = serde_json::json!({"inputTokenCount": 1});
+        }
+        if let Some(action) = guardrail {
+            value[crate::translate::answer::GUARDRAIL_ACTION_KEY] = action.into();
+        }
+        if let Some(index) = index {
+            value["index"] = index.into();
         }
         let bytes = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.unwrap();
         match reframe(&bytes) {

@@ -1,8 +1,12 @@
 //! Bedrock stream chunks → Anthropic server-sent events: `event: <type>\ndata: <json>\n\n`,
 //! one frame per chunk, sent as it arrives (events that arrived together share one write); keep-alive pings on silence; `event: error`
-//! when the stream fails after it has begun, or when the Lambda deadline comes near; the
-//! stream's usage counted as it goes ([`meter`]), and its charge settled before its last
-//! frame leaves.
+//! when the stream fails after it has begun, or when the Lambda deadline comes near; token
+//! counts as they go ([`meter`]); Bedrock's own keys removed (`translate::answer`), and the
+//! blocks of a guardrail's intervention put back in Anthropic's order ([`blocks`]); the
+//! request's charge settled before the last frame leaves.
+
+pub mod blocks;
+pub mod meter;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -15,14 +19,13 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
-pub mod meter;
-
 use crate::error::ProxyError;
-use crate::translate::request::BEDROCK_METRICS_KEY;
+use crate::translate::answer::{strip_event, BEDROCK_PREFIX, GUARDRAIL_INTERVENED};
 use crate::upstream::deadline::Deadline;
 use crate::upstream::{EventStream, StartedStream, StreamItem};
 use crate::usage::charge;
 use crate::usage::request_log::{RequestLog, Usage};
+use blocks::{BlockEvent, Blocks};
 
 /// The keep-alive frame, byte for byte what Anthropic sends.
 pub const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
@@ -80,10 +83,33 @@ pub fn parse_frame(frame: &[u8]) -> Result<(String, serde_json::Value), String> 
     Ok((event.to_string(), value))
 }
 
+/// What the proxy reads of every event: its type, and what it does to the content blocks.
+/// serde walks the whole event to find the type either way, so the extra fields cost little;
+/// they are read as any JSON, so that an odd value there never fails an event.
 #[derive(Deserialize)]
 struct EventHead<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
+    #[serde(default)]
+    index: Option<serde_json::Value>,
+    #[serde(default)]
+    content_block: Option<serde_json::Value>,
+}
+
+impl EventHead<'_> {
+    fn block_event(&self) -> BlockEvent {
+        let index = self.index.as_ref().and_then(serde_json::Value::as_u64);
+        match (self.kind.as_ref(), index) {
+            ("content_block_start", Some(index)) => BlockEvent::Start {
+                index,
+                text: self.content_block.as_ref().and_then(|b| b.get("type")) == Some(&"text".into()),
+            },
+            ("content_block_delta", Some(index)) => BlockEvent::Delta { index },
+            ("content_block_stop", Some(index)) => BlockEvent::Stop { index },
+            ("message_delta", _) => BlockEvent::MessageDelta,
+            _ => BlockEvent::Other,
+        }
+    }
 }
 
 /// One re-framed event.
@@ -98,14 +124,28 @@ pub struct Frame {
     pub carries_tokens: bool,
     /// Token counts, when the event carried Bedrock's metrics.
     pub usage: Option<Usage>,
+    /// The event said a Bedrock guardrail intervened.
+    pub guardrail_intervened: bool,
+    /// What the event does to the content blocks.
+    pub block: BlockEvent,
     /// `message_start` or `message_delta`, the events that carry Anthropic's counts.
     pub counts_event: Option<&'static str>,
 }
 
+impl Frame {
+    /// The event's JSON, as sent on the `data:` line.
+    pub fn data(&self) -> &[u8] {
+        let start = memchr::memmem::find(&self.bytes, b"\ndata: ").map_or(0, |at| at + 7);
+        let end = self.bytes.len().saturating_sub(2).max(start);
+        &self.bytes[start..end]
+    }
+}
+
 /// Re-frames one Bedrock chunk payload (one Anthropic event as JSON) as an SSE frame.
 ///
-/// The JSON is forwarded byte for byte, except `message_stop`, which loses Bedrock's metrics,
-/// and JSON containing raw line breaks, which is re-serialised so it fits on one `data:` line.
+/// The JSON is forwarded byte for byte, except an event carrying Bedrock's own keys
+/// (`message_stop`'s metrics, a guardrail's action), which loses them, and JSON containing raw
+/// line breaks, which is re-serialised so it fits on one `data:` line.
 pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
     let garbled = |why: &str| ProxyError::Upstream(format!("bedrock sent an unreadable stream event: {why}"));
     // serde would also read a struct from a JSON array (`["message_stop"]`); events are objects.
@@ -113,21 +153,23 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
         return Err(garbled("not a JSON object"));
     }
     let head: EventHead<'_> = serde_json::from_slice(chunk).map_err(|_| garbled("not a JSON event with a \"type\""))?;
+    let block = head.block_event();
     let kind = head.kind;
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(garbled("bad event type"));
     }
     let is_stop = kind == "message_stop";
     let mut usage = None;
+    let mut guardrail_intervened = false;
     let mut rewritten = None;
-    // Bedrock puts its metrics on message_stop; look everywhere anyway (a SIMD substring
-    // search costs nanoseconds), so they can never leak to a caller.
-    let has_metrics = is_stop || memchr::memmem::find(chunk, BEDROCK_METRICS_KEY.as_bytes()).is_some();
-    if has_metrics || memchr::memchr2(b'\n', b'\r', chunk).is_some() {
+    // Bedrock puts its metrics and a guardrail's action on message_stop; look everywhere
+    // anyway (a SIMD substring search costs nanoseconds), so they can never leak to a caller.
+    let has_bedrock_keys = is_stop || memchr::memmem::find(chunk, BEDROCK_PREFIX.as_bytes()).is_some();
+    if has_bedrock_keys || memchr::memchr2(b'\n', b'\r', chunk).is_some() {
         let mut value: serde_json::Value = serde_json::from_slice(chunk).map_err(|_| garbled("not JSON"))?;
-        if let Some(metrics) = value.as_object_mut().and_then(|o| o.remove(BEDROCK_METRICS_KEY)) {
-            usage = Some(Usage::from_bedrock_metrics(&metrics));
-        }
+        let removed = strip_event(&mut value);
+        usage = removed.metrics.as_ref().map(Usage::from_bedrock_metrics);
+        guardrail_intervened = removed.intervened;
         rewritten = Some(serde_json::to_vec(&value).map_err(|_| garbled("not JSON"))?);
     }
     let data = rewritten.as_deref().unwrap_or(chunk);
@@ -142,6 +184,8 @@ pub fn reframe(chunk: &[u8]) -> Result<Frame, ProxyError> {
         is_stop,
         carries_tokens: kind == "content_block_delta",
         usage,
+        guardrail_intervened,
+        block,
         counts_event: match &*kind {
             "message_start" => Some("message_start"),
             "message_delta" => Some("message_delta"),
@@ -193,6 +237,7 @@ pub struct SseBody {
     /// The frame about to leave is the last (`message_stop`, or `event: error`).
     closing: bool,
     meter: meter::Meter,
+    blocks: Blocks,
 }
 
 impl SseBody {
@@ -218,6 +263,7 @@ impl SseBody {
             saw_stop: false,
             closing: false,
             meter: meter::Meter::default(),
+            blocks: Blocks::default(),
         }
     }
 
@@ -246,6 +292,7 @@ impl SseBody {
     }
 
     /// One item from Bedrock (or its end) → the frame for the caller, or `None` for a clean end.
+    /// The frame may be empty: an event the block repair dropped.
     fn frame(&mut self, item: Option<StreamItem>) -> Option<Bytes> {
         match item {
             Some(Ok(chunk)) => match reframe(&chunk) {
@@ -258,13 +305,17 @@ impl SseBody {
                         self.meter.event(kind, &chunk);
                         self.log.usage(self.meter.reported());
                     }
+                    if frame.guardrail_intervened {
+                        self.log.outcome(GUARDRAIL_INTERVENED);
+                    }
                     self.saw_stop |= frame.is_stop;
                     self.closing |= frame.is_stop;
                     if frame.carries_tokens {
                         self.meter.content(chunk.len());
                         self.log.first_token();
                     }
-                    Some(frame.bytes)
+                    let repaired = self.blocks.repair(frame.block, frame.data());
+                    Some(repaired.unwrap_or(frame.bytes))
                 }
                 Err(e) => Some(self.fail(e)),
             },
@@ -351,7 +402,7 @@ impl SseBody {
         self.record_usage();
         let Some(charge) = self.log.take_charge() else {
             self.end();
-            return Poll::Ready(Some(last));
+            return Poll::Ready(Some(last).filter(|b| !b.is_empty()));
         };
         let spend = self.log.spend();
         self.state = State::Settling {
@@ -372,7 +423,8 @@ impl SseBody {
             return Poll::Ready(None);
         };
         self.end();
-        Poll::Ready(Some(last))
+        // A last event the block repair dropped leaves nothing to write: the end.
+        Poll::Ready(Some(last).filter(|b| !b.is_empty()))
     }
 }
 
@@ -382,27 +434,31 @@ impl Stream for SseBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // Every field is Unpin (the timers are boxed), so the body can be used by `&mut`.
         let this = self.get_mut();
-        let frame = match &mut this.state {
-            State::Ended => return Poll::Ready(None),
-            State::Settling { .. } => this.poll_settling(cx),
-            State::Waiting { ping_owed, first } => {
-                if std::mem::take(ping_owed) {
-                    return Poll::Ready(Some(Ok(Bytes::from_static(PING_FRAME))));
+        loop {
+            let frame = match &mut this.state {
+                State::Ended => return Poll::Ready(None),
+                State::Settling { .. } => return this.poll_settling(cx).map(|b| b.map(Ok)),
+                State::Waiting { ping_owed, first } => {
+                    if std::mem::take(ping_owed) {
+                        return Poll::Ready(Some(Ok(Bytes::from_static(PING_FRAME))));
+                    }
+                    let first = first.take();
+                    this.state = State::Streaming;
+                    match first {
+                        Some(item) => Poll::Ready(this.forward(Some(item), cx)),
+                        None => this.poll_streaming(cx),
+                    }
                 }
-                let first = first.take();
-                this.state = State::Streaming;
-                match first {
-                    Some(item) => Poll::Ready(this.forward(Some(item), cx)),
-                    None => this.poll_streaming(cx),
-                }
+                State::Streaming => this.poll_streaming(cx),
+            };
+            match frame {
+                Poll::Ready(Some(last)) if this.closing => return this.finish(last, cx).map(|b| b.map(Ok)),
+                // An event the block repair dropped: nothing to write (an empty chunk would
+                // read as the end of a chunked body), so on to the next.
+                Poll::Ready(Some(bytes)) if bytes.is_empty() => continue,
+                frame => return frame.map(|bytes| bytes.map(Ok)),
             }
-            State::Streaming => this.poll_streaming(cx),
-        };
-        let frame = match frame {
-            Poll::Ready(Some(last)) if this.closing => this.finish(last, cx),
-            other => other,
-        };
-        frame.map(|bytes| bytes.map(Ok))
+        }
     }
 }
 

@@ -34,6 +34,60 @@ fn message_stop_loses_bedrock_metrics_and_reports_usage() {
 }
 
 #[test]
+fn a_guardrails_action_is_removed_and_reported() {
+    let chunk = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":1},"amazon-bedrock-guardrailAction":"INTERVENED","amazon-bedrock-trace":{"guardrail":{}}}"#;
+    let frame = reframe(chunk).unwrap();
+    assert_eq!(
+        frame.bytes.as_ref(),
+        b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+    );
+    assert!(frame.guardrail_intervened);
+    let start = br#"{"type":"message_start","message":{"id":"m","amazon-bedrock-guardrailAction":"NONE"}}"#;
+    let frame = reframe(start).unwrap();
+    let data: serde_json::Value = serde_json::from_slice(frame.data()).unwrap();
+    assert_eq!(
+        data,
+        serde_json::json!({"type": "message_start", "message": {"id": "m"}})
+    );
+    assert!(!frame.guardrail_intervened);
+}
+
+#[tokio::test]
+async fn a_guardrails_stray_block_reaches_the_caller_as_well_formed_blocks() {
+    // Bedrock's output intervention, as Claude Code 2.1.332 repairs it on its own Bedrock path.
+    let text = collect(
+        [
+            &br#"{"type":"message_start","message":{"id":"m","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}"#[..],
+            br#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello "}}"#,
+            br#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Sorry."}}"#,
+            br#"{"type":"content_block_stop","index":1}"#,
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
+            br#"{"type":"message_stop","amazon-bedrock-guardrailAction":"INTERVENED"}"#,
+        ]
+        .into_iter()
+        .map(|chunk| Ok(Bytes::from_static(chunk)))
+        .collect(),
+    )
+    .await;
+    let frames = parse_frames(text.as_bytes()).unwrap();
+    let shape: Vec<(&str, Option<u64>)> = frames.iter().map(|(k, v)| (k.as_str(), v["index"].as_u64())).collect();
+    assert_eq!(
+        shape,
+        [
+            ("message_start", None),
+            ("content_block_start", Some(0)),
+            ("content_block_delta", Some(0)),
+            ("content_block_delta", Some(0)),
+            ("content_block_stop", Some(0)),
+            ("message_delta", None),
+            ("message_stop", None),
+        ]
+    );
+    assert!(!text.contains("amazon-bedrock"), "{text}");
+}
+
+#[test]
 fn line_breaks_inside_json_never_split_a_data_line() {
     let frame = reframe(b"{\"type\":\n\"ping\"}").unwrap();
     assert_eq!(frame.bytes.as_ref(), b"event: ping\ndata: {\"type\":\"ping\"}\n\n");
@@ -130,6 +184,7 @@ async fn events_that_arrived_together_leave_in_one_chunk_and_later_ones_on_their
     let (tx, rx) = channel();
     for chunk in [
         &br#"{"type":"message_start","message":{}}"#[..],
+        br#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
         br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
     ] {
         tx.send(Ok(Bytes::from_static(chunk))).await.unwrap();
@@ -138,7 +193,7 @@ async fn events_that_arrived_together_leave_in_one_chunk_and_later_ones_on_their
     let together = body.next().await.unwrap().unwrap();
     let frames = parse_frames(&together).unwrap();
     let names: Vec<_> = frames.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["message_start", "content_block_delta"]);
+    assert_eq!(names, ["message_start", "content_block_start", "content_block_delta"]);
     tx.send(Ok(Bytes::from_static(br#"{"type":"message_stop"}"#)))
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 //! request rewrite, the rules table it follows, healing from Bedrock's refusals, and model
 //! names.
 
+pub(crate) mod answer;
 pub(crate) mod catalogue;
 pub(crate) mod heal;
 pub(crate) mod models;

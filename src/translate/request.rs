@@ -341,26 +341,43 @@ fn clean_cache_control(value: &mut Value, keep: &impl Fn(&String, &mut Value) ->
     }
 }
 
-/// Bedrock's addition to answers (the whole answer, or a stream's `message_stop`): its token
-/// counts and latencies. Callers never see it.
-pub const BEDROCK_METRICS_KEY: &str = "amazon-bedrock-invocationMetrics";
+/// Bedrock's non-streaming answer as the caller should see it.
+#[derive(Debug)]
+pub struct WholeAnswer {
+    /// The answer's JSON: Bedrock's bytes untouched unless Bedrock added keys of its own
+    /// (`amazon-bedrock-*`), which are removed.
+    pub body: bytes::Bytes,
+    /// The answer's token counts.
+    pub usage: Option<crate::usage::request_log::Usage>,
+    /// A guardrail replaced the answer with its blocked-input or blocked-output message.
+    pub guardrail_intervened: bool,
+}
 
-/// Bedrock's non-streaming answer as the caller should see it, with its token counts.
-/// The bytes pass through untouched unless Bedrock added its invocation metrics object.
-pub fn from_bedrock_response(
-    answer: bytes::Bytes,
-) -> Result<(bytes::Bytes, Option<crate::usage::request_log::Usage>), ProxyError> {
+/// Bedrock's non-streaming answer as the caller should see it (see [`WholeAnswer`]).
+pub fn from_bedrock_response(answer: bytes::Bytes) -> Result<WholeAnswer, ProxyError> {
     let unreadable = || ProxyError::Upstream("bedrock's answer is not a JSON object".into());
     let mut value: Value = serde_json::from_slice(&answer).map_err(|_| unreadable())?;
     let object = value.as_object_mut().ok_or_else(unreadable)?;
     let usage = object
         .get("usage")
         .map(crate::usage::request_log::Usage::from_anthropic);
-    if object.remove(BEDROCK_METRICS_KEY).is_none() {
-        return Ok((answer, usage));
+    if !object
+        .keys()
+        .any(|k| k.starts_with(crate::translate::answer::BEDROCK_PREFIX))
+    {
+        return Ok(WholeAnswer {
+            body: answer,
+            usage,
+            guardrail_intervened: false,
+        });
     }
+    let removed = crate::translate::answer::strip_message(object);
     let bytes = serde_json::to_vec(&value).map_err(|_| unreadable())?;
-    Ok((bytes::Bytes::from(bytes), usage))
+    Ok(WholeAnswer {
+        body: bytes::Bytes::from(bytes),
+        usage,
+        guardrail_intervened: removed.intervened,
+    })
 }
 
 #[cfg(test)]

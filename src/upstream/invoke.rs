@@ -16,26 +16,44 @@ use aws_smithy_types::retry::ErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::auth::guardrail::Guardrail;
 use crate::error::ProxyError;
 use crate::upstream::deadline::Deadline;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::{EventStream, StartedStream};
 
-/// One item of a Bedrock stream as the SSE writer sees it: the payload of a chunk (one
-/// Anthropic event as JSON), or the error that ended the stream.
 /// The input of InvokeModel and InvokeModelWithResponseStream, which is the same on both: two
 /// builder types with no trait in common, so one macro fills both. `body` is shared, not
-/// copied; `betas` becomes the signed `anthropic-beta` header.
+/// copied; `betas` becomes the signed `anthropic-beta` header; the caller's guardrail becomes
+/// the SDK's `X-Amzn-Bedrock-GuardrailIdentifier` and `-GuardrailVersion` headers. No
+/// `X-Amzn-Bedrock-Trace`: a trace would put the guardrail's assessment, with the text it
+/// matched, into the answer.
 macro_rules! invoke_input {
-    ($builder:expr, $model_id:expr, $body:expr, $betas:expr) => {
+    ($builder:expr, $call:expr) => {
         $builder
-            .model_id($model_id)
+            .model_id($call.model_id)
             .content_type("application/json")
             .accept("application/json")
-            .body(Blob::from_maybe_shared($body.clone()))
+            .set_guardrail_identifier($call.guardrail.map(|g| g.id.clone()))
+            .set_guardrail_version($call.guardrail.map(|g| g.version.clone()))
+            .body(Blob::from_maybe_shared($call.body.clone()))
             .customize()
-            .mutate_request(beta_header($betas.clone()))
+            .mutate_request(beta_header($call.betas))
     };
+}
+
+/// One InvokeModel call as the proxy makes it: the model, the body (shared, not copied), the
+/// `anthropic-beta` header and the caller's guardrail.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    /// The Bedrock model or inference-profile ID.
+    pub model_id: &'a str,
+    /// The InvokeModel body.
+    pub body: &'a Bytes,
+    /// The `anthropic-beta` header, if any flag goes there.
+    pub betas: Option<&'a str>,
+    /// The guardrail Bedrock must apply, if the caller has one.
+    pub guardrail: Option<&'a Guardrail>,
 }
 
 /// The Bedrock Runtime client and how to call it.
@@ -66,10 +84,10 @@ impl Bedrock {
         &self.policy
     }
 
-    /// InvokeModel: the whole answer at once. `betas` is the `anthropic-beta` header.
-    pub async fn invoke(&self, model_id: &str, body: &Bytes, betas: Option<String>) -> Result<Bytes, ProxyError> {
+    /// InvokeModel: the whole answer at once.
+    pub async fn invoke(&self, invocation: Invocation<'_>) -> Result<Bytes, ProxyError> {
         self.with_retries(|| async {
-            let call = invoke_input!(self.client.invoke_model(), model_id, body, betas).send();
+            let call = invoke_input!(self.client.invoke_model(), invocation).send();
             let output = self.timed(call).await?.map_err(map_sdk_error)?;
             Ok(output.body.into_bytes())
         })
@@ -81,13 +99,11 @@ impl Bedrock {
     /// and can be retried, while a long silence never delays the caller's first byte (a ping).
     pub async fn invoke_stream(
         &self,
-        model_id: &str,
-        body: &Bytes,
-        betas: Option<String>,
+        invocation: Invocation<'_>,
         first_event_wait: Duration,
     ) -> Result<StartedStream, ProxyError> {
         self.with_retries(|| async {
-            let call = invoke_input!(self.client.invoke_model_with_response_stream(), model_id, body, betas).send();
+            let call = invoke_input!(self.client.invoke_model_with_response_stream(), invocation).send();
             let output = self.policy.timed_stream_start(call).await?.map_err(map_sdk_error)?;
             StartedStream::begin(events(output.body), first_event_wait).await
         })
@@ -162,8 +178,9 @@ fn refuses_counting(error: &ProxyError) -> bool {
 /// Adds the `anthropic-beta` header before the request is signed, as Claude Code's own Bedrock
 /// client does (some flags, such as effort's, travel only there).
 fn beta_header(
-    betas: Option<String>,
+    betas: Option<&str>,
 ) -> impl Fn(&mut aws_sdk_bedrockruntime::config::http::HttpRequest) + Send + Sync + 'static {
+    let betas = betas.map(str::to_string);
     move |request| {
         if let Some(value) = &betas {
             // Flags come from the rules table, so the value is always a valid header; one

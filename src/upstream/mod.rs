@@ -24,7 +24,7 @@ use crate::translate::models::{self, ModelFallbacks, ModelResolver};
 use crate::translate::request::{to_upstream, BetaFilter, MessagesRequest, UpstreamRequest};
 use crate::usage::request_log::RequestLog;
 use deadline::Deadline;
-use invoke::Bedrock;
+use invoke::{Bedrock, Invocation};
 use mantle::Mantle;
 
 /// Which Bedrock API a request goes to.
@@ -220,6 +220,8 @@ impl Upstream {
         name: &str,
     ) -> Result<Answer, ProxyError> {
         let stream = request.stream;
+        let guardrail = call.caller.policy.guardrail.as_ref();
+        refuse_unguarded(self.api, guardrail.is_some(), name)?;
         let upstream = self.prepare(request, call, self.api, name)?;
         let model_id = upstream.model_id.clone();
         let (mantle, policy, ping, log) = (&self.mantle, bedrock.policy(), self.ping, call.log);
@@ -228,7 +230,13 @@ impl Upstream {
         let answer = match (self.api, stream) {
             (Api::Invoke, true) => Answer::Stream(
                 send_healing(healer, upstream, log, |body, betas| async move {
-                    bedrock.invoke_stream(model_id, &body, betas, ping).await
+                    let invocation = Invocation {
+                        model_id,
+                        body: &body,
+                        betas: betas.as_deref(),
+                        guardrail,
+                    };
+                    bedrock.invoke_stream(invocation, ping).await
                 })
                 .await?,
             ),
@@ -240,7 +248,13 @@ impl Upstream {
             ),
             (Api::Invoke, false) => Answer::Whole(
                 send_healing(healer, upstream, log, |body, betas| async move {
-                    bedrock.invoke(model_id, &body, betas).await
+                    let invocation = Invocation {
+                        model_id,
+                        body: &body,
+                        betas: betas.as_deref(),
+                        guardrail,
+                    };
+                    bedrock.invoke(invocation).await
                 })
                 .await?,
             ),
@@ -386,6 +400,23 @@ enum RuntimeCount {
     CountedOnMantle,
     /// Any other failure, for the caller.
     Failed(ProxyError),
+}
+
+/// Bedrock's Anthropic Messages endpoint takes no guardrail: guardrails are applied through
+/// InvokeModel's (and Converse's) guardrail parameters (AWS user guide, "Use cases for Amazon
+/// Bedrock Guardrails"), and Mantle's Anthropic API has none. A guarded caller's request that
+/// would go there, as the configured API or as a `MODEL_FALLBACKS` target, is refused rather
+/// than answered unguarded. Checked for every target, so failover cannot route around it.
+fn refuse_unguarded(api: Api, guarded: bool, model: &str) -> Result<(), ProxyError> {
+    if guarded && api == Api::Mantle {
+        return Err(ProxyError::PermissionDenied(format!(
+            "this token's requests must go through a Bedrock guardrail, which Bedrock's Anthropic \
+             Messages endpoint (BEDROCK_API=mantle) cannot apply, so the proxy did not send this \
+             request for model {model:?}; the proxy's operator can serve this caller with \
+             BEDROCK_API=invoke (docs/guardrails.md)"
+        )));
+    }
+    Ok(())
 }
 
 fn beta_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {

@@ -13,6 +13,7 @@ CLAUDE_CODE_BIN, which scripts/test.sh installs from npm (pinned).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -631,7 +632,12 @@ def start_proxy(binaries, emulator, workdir):
                 "UPSTREAM_RETRY_BASE_MS": "5",
                 **overrides,
             }
-            name = "-".join(f"{k.lower()}_{re.sub(r'[^A-Za-z0-9]', '', v)}" for k, v in key) or "default"
+            # Long values (a JSON token secret, say) go by a digest: file names stay short and
+            # never carry a token.
+            def short(v: str) -> str:
+                return re.sub(r"[^A-Za-z0-9]", "", v) if len(v) <= 32 else hashlib.sha256(v.encode()).hexdigest()[:12]
+
+            name = "-".join(f"{k.lower()}_{short(v)}" for k, v in key) or "default"
             started[key] = Proxy(binaries["bedrock-anthropic-proxy"], name, env, workdir)
         return started[key]
 

@@ -447,6 +447,7 @@ def test_proxy_may_call_exactly_what_it_uses():
             ('${var.bedrock_api == "invoke" ? [1] : []}', sorted(RUNTIME_ACTIONS)),
             ('${var.bedrock_api == "invoke" ? [1] : []}', sorted(RUNTIME_ACTIONS)),
             ('${var.bedrock_api == "mantle" ? [local.mantle_project_arn] : []}', ["bedrock-mantle:CreateInference"]),
+            (GUARDRAIL_CONDITION, ["bedrock:ApplyGuardrail"]),
             ("${var.kms_key_arn == null ? [] : [var.kms_key_arn]}", ["kms:Decrypt"]),
             ("${module.usage[*].table_arn}", ["dynamodb:GetItem", "dynamodb:UpdateItem"]),
         ]
@@ -469,6 +470,36 @@ def test_mantle_may_create_inference_only_in_mantle_mode_and_count_tokens_always
         assert unquote(condition["test"]) == "StringLike"
         assert unquote(condition["variable"]) == "bedrock-mantle:Model"
         assert condition["values"] == "${local.mantle_models}"
+
+
+GUARDRAIL_CONDITION = '${var.bedrock_api == "invoke" && length(var.guardrail_arns) > 0 ? [var.guardrail_arns] : []}'
+
+
+def test_the_guardrails_callers_name_may_be_applied_exactly_and_only_in_invoke_mode():
+    condition, statement = statement_by_sid(proxy_policy(), "ApplyCallerGuardrails")
+    arns = variable(ROOT_VARIABLES, "guardrail_arns")
+    pattern = re.search(r'regex\(\\?"(.+?)\\?", arn\)', arns["validation"][0]["condition"]).group(1)
+    pattern = pattern.replace("\\\\", "\\")
+
+    # Default empty: no statement at all; and none on Mantle, which refuses guarded callers.
+    assert condition == GUARDRAIL_CONDITION
+    assert unquote(arns["default"]) == []
+    assert actions_of(statement) == {"bedrock:ApplyGuardrail"}
+    assert statement["resources"] == "${statement.value}"
+    for accepted in (
+        "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123def456",
+        "arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:guardrail/x1",
+    ):
+        assert re.search(pattern, accepted), accepted
+    for rejected in (
+        "*",
+        "abc123def456",
+        "arn:aws:bedrock:us-east-1:123456789012:guardrail/*",
+        "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc:1",
+        "arn:aws:bedrock:us-east-1:*:guardrail/abc",
+        "arn:aws:bedrock:us-east-1:123456789012:foundation-model/abc",
+    ):
+        assert not re.search(pattern, rejected), rejected
 
 
 def test_mantle_grants_name_one_project_of_this_region_and_account():
@@ -582,7 +613,7 @@ def test_bedrock_and_secret_statements_have_no_bare_wildcard_resource():
             if services & {"bedrock", "bedrock-mantle", "dynamodb", "secretsmanager"}:
                 scoped.append((path, name, statement))
 
-    assert len(scoped) == 7
+    assert len(scoped) == 8
     for path, name, statement in scoped:
         resources = statement["resources"]
         values = resources if isinstance(resources, list) else [resources]

@@ -251,13 +251,20 @@ fn malformed_bodies_are_400s_that_name_the_field() {
 #[test]
 fn answers_pass_through_unless_bedrock_added_metrics() {
     let plain = bytes::Bytes::from_static(br#"{"id":"msg_bdrk_1","usage":{"input_tokens":3,"output_tokens":4}}"#);
-    let (out, usage) = from_bedrock_response(plain.clone()).unwrap();
-    assert_eq!(out, plain);
-    assert_eq!(usage.unwrap().output, 4);
+    let answer = from_bedrock_response(plain.clone()).unwrap();
+    assert_eq!(answer.body, plain);
+    assert_eq!(answer.usage.unwrap().output, 4);
+    assert!(!answer.guardrail_intervened);
     let with_metrics =
         bytes::Bytes::from_static(br#"{"id":"m","amazon-bedrock-invocationMetrics":{"inputTokenCount":1}}"#);
-    let (out, _) = from_bedrock_response(with_metrics).unwrap();
-    assert_eq!(out.as_ref(), br#"{"id":"m"}"#);
+    let answer = from_bedrock_response(with_metrics).unwrap();
+    assert_eq!(answer.body.as_ref(), br#"{"id":"m"}"#);
+    let intervened = bytes::Bytes::from_static(
+        br#"{"id":"m","stop_reason":null,"amazon-bedrock-guardrailAction":"INTERVENED","amazon-bedrock-trace":{}}"#,
+    );
+    let answer = from_bedrock_response(intervened).unwrap();
+    assert!(answer.guardrail_intervened);
+    assert_eq!(answer.body.as_ref(), br#"{"id":"m","stop_reason":"end_turn"}"#);
     assert!(from_bedrock_response(bytes::Bytes::from_static(b"garbage")).is_err());
 }
 

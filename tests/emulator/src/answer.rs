@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::guardrail::{self, Outcome};
 use crate::ids;
 use crate::scenario::Scenario;
 
@@ -78,6 +79,8 @@ pub struct Answer {
     pub input_tokens: u64,
     /// Estimated from the answer's text.
     pub output_tokens: u64,
+    /// What the request's guardrail did ([`crate::guardrail::apply`]).
+    pub guardrail: Outcome,
 }
 
 impl Answer {
@@ -117,6 +120,7 @@ impl Answer {
             input_tokens: tokens(input_chars(body)),
             output_tokens: tokens(output_chars),
             blocks,
+            guardrail: Outcome::Unguarded,
         }
     }
 
@@ -139,7 +143,7 @@ impl Answer {
                 }),
             })
             .collect();
-        json!({
+        let mut message = json!({
             "id": self.id,
             "type": "message",
             "role": "assistant",
@@ -148,7 +152,9 @@ impl Answer {
             "stop_reason": self.stop_reason,
             "stop_sequence": null,
             "usage": self.usage(self.output_tokens),
-        })
+        });
+        guardrail::mark_message(&self.guardrail, &mut message);
+        message
     }
 
     fn usage(&self, output_tokens: u64) -> Value {
@@ -162,14 +168,18 @@ impl Answer {
 
     /// The Anthropic stream events in order, `message_start` to `message_stop`.
     pub fn events(&self) -> Vec<Planned> {
-        let mut events = vec![Planned::Ready(json!({
+        let start = Planned::Ready(json!({
             "type": "message_start",
             "message": {
                 "id": self.id, "type": "message", "role": "assistant", "model": self.model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
                 "usage": self.usage(1),
             }
-        }))];
+        }));
+        if let Some(events) = guardrail::blocked_output_events(self, start.clone()) {
+            return events;
+        }
+        let mut events = vec![start];
         for (index, block) in self.blocks.iter().enumerate() {
             let start = match block {
                 Block::Thinking { .. } => {
@@ -231,7 +241,7 @@ pub fn stamped_delta(index: usize) -> Value {
 
 /// The final event with Bedrock's metrics; latencies in milliseconds.
 pub fn message_stop(answer: &Answer, invocation_latency: u128, first_byte_latency: u128) -> Value {
-    json!({
+    let mut stop = json!({
         "type": "message_stop",
         "amazon-bedrock-invocationMetrics": {
             "inputTokenCount": answer.input_tokens,
@@ -239,7 +249,9 @@ pub fn message_stop(answer: &Answer, invocation_latency: u128, first_byte_latenc
             "invocationLatency": invocation_latency,
             "firstByteLatency": first_byte_latency,
         }
-    })
+    });
+    guardrail::mark_stop(&answer.guardrail, &mut stop);
+    stop
 }
 
 fn stamp() -> String {

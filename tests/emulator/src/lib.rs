@@ -5,6 +5,8 @@
 //! - Bedrock's Anthropic Messages endpoint ("Mantle"): `/anthropic/v1/messages` (JSON or
 //!   Anthropic SSE) and `/anthropic/v1/messages/count_tokens`, SigV4-signed for
 //!   `bedrock-mantle`, with Anthropic-shaped errors (see [`mantle`]);
+//! - Bedrock Guardrails on InvokeModel: the guardrail headers, test guardrails that intervene,
+//!   Bedrock's refusal of unknown ones (see [`guardrail`]);
 //!
 //! with test directives in the prompt (see [`scenario`]) and `/_emulator/*` routes to
 //! inspect what arrived.
@@ -25,6 +27,7 @@ pub mod anthropic_error;
 pub mod captures;
 pub mod error;
 pub mod frames;
+pub mod guardrail;
 pub mod ids;
 pub mod mantle;
 pub mod routes;

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::answer::{self, Answer};
 use crate::anthropic_error::AnthropicError;
 use crate::error::BedrockError;
+use crate::guardrail;
 use crate::ids;
 use crate::mantle::{self, Endpoint};
 use crate::scenario::Scenario;
@@ -354,10 +355,11 @@ async fn invoke(
 ) -> Response {
     state.count_request();
     let (call, admitted) = admit(Operation::Invoke, model_id, &uri, &headers, &body);
-    let (model, body) = match admitted {
-        Ok(admitted) => admitted,
-        Err(error) => return call.fail(&state, error),
-    };
+    let (model, body, guard) =
+        match admitted.and_then(|(model, body)| Ok((model, body, guardrail::from_headers(&headers)?))) {
+            Ok(admitted) => admitted,
+            Err(error) => return call.fail(&state, error),
+        };
     let scenario = Scenario::from_body(&body);
     if scenario.hang {
         return hang(&call, &state).await;
@@ -366,7 +368,8 @@ async fn invoke(
     if let Some(fault) = scripted_fault(&state, &scenario) {
         return fail_with(&call, &state, fault, closer).await;
     }
-    let answer = Answer::plan(&body, &scenario, &model.model);
+    let mut answer = Answer::plan(&body, &scenario, &model.model);
+    guardrail::apply(&mut answer, guard, &body);
     call.record(&state, Some(StatusCode::OK));
     let headers = [
         ("x-amzn-requestid", ids::request_id()),
@@ -392,10 +395,11 @@ async fn invoke_with_response_stream(
 ) -> Response {
     state.count_request();
     let (call, admitted) = admit(Operation::InvokeStream, model_id, &uri, &headers, &body);
-    let (model, body) = match admitted {
-        Ok(admitted) => admitted,
-        Err(error) => return call.fail(&state, error),
-    };
+    let (model, body, guard) =
+        match admitted.and_then(|(model, body)| Ok((model, body, guardrail::from_headers(&headers)?))) {
+            Ok(admitted) => admitted,
+            Err(error) => return call.fail(&state, error),
+        };
     let scenario = Scenario::from_body(&body);
     if scenario.hang {
         return hang(&call, &state).await;
@@ -407,7 +411,8 @@ async fn invoke_with_response_stream(
     if scenario.empty_stream {
         return (stream_headers(), stream::empty_body()).into_response();
     }
-    let answer = Answer::plan(&body, &scenario, &model.model);
+    let mut answer = Answer::plan(&body, &scenario, &model.model);
+    guardrail::apply(&mut answer, guard, &body);
     let body = stream::body(state, Wire::EventStream, answer, scenario, call.started);
     (stream_headers(), body).into_response()
 }

@@ -1,7 +1,9 @@
 //! The emulator on the wire: raw HTTP/1.1 requests, frames decoded with smithy-rs's
-//! decoder (this file), the real AWS SDK client against it (`sdk`), and Bedrock's
-//! Anthropic Messages endpoint with its SSE answers (`mantle`).
+//! decoder (this file), the real AWS SDK client against it (`sdk`), Bedrock's
+//! Anthropic Messages endpoint with its SSE answers (`mantle`), and Bedrock Guardrails through
+//! the SDK (`guardrails`).
 
+mod guardrails;
 mod mantle;
 mod sdk;
 mod support;
