@@ -499,3 +499,48 @@ async fn a_failed_read_falls_back_to_the_last_read_of_the_day_and_without_one_fa
     let err = fresh.admit(of(), Spend::default()).await.unwrap_err();
     assert_eq!(err.status_and_type().0, 429);
 }
+
+#[tokio::test]
+async fn the_headers_say_where_the_callers_own_budget_stands_not_the_deployments() {
+    let (client, table) = usage_table().await;
+    let budgets = Budgets::new(client, table, Duration::from_secs(3600));
+    let whole = Limits {
+        daily_usd: Some(Usd(1_000)),
+        ..Limits::default()
+    };
+    let own = CallerPolicy {
+        daily_usd: Some(Usd(1_000)),
+        ..CallerPolicy::default()
+    };
+    let spend = Spend {
+        tokens: 1,
+        usd: Usd(900),
+    };
+    let first = budgets
+        .admit(accounts("alice", &own, &[], &whole), spend)
+        .await
+        .unwrap();
+    budgets.settle(&first, spend).await;
+    let header =
+        |headers: &[(&str, String)], name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+    // bob has no budget of his own: the deployment at 90 % is not his to be warned about.
+    let bob = budgets
+        .admit(accounts("bob", &CallerPolicy::default(), &[], &whole), Spend::default())
+        .await
+        .unwrap();
+    assert!(bob.headers().is_empty(), "{:?}", bob.headers());
+    // alice's own budget is at 90 %.
+    let alice = budgets
+        .admit(accounts("alice", &own, &[], &whole), Spend::default())
+        .await
+        .unwrap();
+    let headers = alice.headers();
+    assert_eq!(
+        header(&headers, "anthropic-ratelimit-unified-status").as_deref(),
+        Some("allowed_warning")
+    );
+    assert_eq!(
+        header(&headers, "anthropic-ratelimit-unified-overage-surpassed-threshold").as_deref(),
+        Some("0.75")
+    );
+}

@@ -161,9 +161,18 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// The `anthropic-ratelimit-unified-*` headers for the answer (see [`standing`]).
+    /// The `anthropic-ratelimit-unified-*` headers for the answer (see [`standing`]): where
+    /// the caller's own budgets and its groups' pools stand. The deployment's cap is left out:
+    /// Claude Code would show everyone the whole organisation's spend as their own (it still
+    /// refuses, with a 429 naming it, once spent).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        standing::allowed_headers(&self.gauges, &self.period)
+        let own: Vec<Gauge> = self
+            .gauges
+            .iter()
+            .filter(|g| self.accounts[g.account].scope != Scope::Deployment)
+            .copied()
+            .collect();
+        standing::allowed_headers(&own, &self.period)
     }
 
     /// True when the request reserved its worst case on some account.
