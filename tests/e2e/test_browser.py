@@ -6,7 +6,7 @@ The proxy runs with its default configuration plus the one thing a browser needs
 origin in CORS_ALLOW_ORIGINS. tests/browser/drive.mjs (puppeteer-core) runs the page; this file
 judges what the page could read and the preflights Chromium sent. Those preflights' header
 names are checked in as tests/browser/preflight-headers.json, which Terraform's default
-`cors_allow_headers` must cover (tests/terraform/test_wiring.py).
+`cors_allow_headers` must cover (tests/terraform/test_function.py).
 """
 
 from __future__ import annotations
