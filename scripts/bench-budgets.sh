@@ -34,16 +34,6 @@ for b in bedrock-anthropic-proxy bedrock-emulator proxy-bench; do
   cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/$b" "$BIN/$b"
 done
 
-wait_port() { # port seconds name
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench-budgets.sh: $3 is not listening on port $1 after $2 s" >&2
-  return 1
-}
-
 step "bedrock emulator and moto (DynamoDB)"
 "$BIN/bedrock-emulator" --addr 127.0.0.1:0 >"$OUT/budgets-emulator.out" 2>&1 &
 track $!

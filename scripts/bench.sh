@@ -46,18 +46,6 @@ LITELLM_WORKERS=${LITELLM_WORKERS:-$(nproc)}
 TOKEN=sk-bench-token
 START=$(date +%s)
 
-
-
-wait_port() { # port seconds name
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench.sh: $3 is not listening on port $1 after $2 s" >&2
-  return 1
-}
-
 step "build (release): proxy, emulator, proxy-bench"
 cargo build --release -p bedrock-anthropic-proxy -p bedrock-emulator -p proxy-bench
 # Where cargo put them: target/, or CARGO_TARGET_DIR (or a config's build.target-dir).

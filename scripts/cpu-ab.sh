@@ -31,7 +31,6 @@ ulimit -n 8192 2>/dev/null || true
 cargo build --release --quiet -p bedrock-emulator -p proxy-bench
 BIN=$ROOT/target/release
 
-
 "$BIN/bedrock-emulator" --addr 127.0.0.1:0 >"$OUT/emulator.out" 2>&1 &
 track $!
 for _ in $(seq 100); do grep -q LISTENING "$OUT/emulator.out" && break; sleep 0.05; done

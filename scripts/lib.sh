@@ -28,6 +28,17 @@ sys.exit(f"{url} did not answer within {sys.argv[2]} s")
 PY
 }
 
+# wait_port PORT SECONDS NAME: until something accepts connections on the loopback PORT.
+wait_port() {
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "$(basename "$0"): $3 is not listening on port $1 after $2 s" >&2
+  return 1
+}
+
 # Background processes to stop on exit: `some-server & track $!`.
 PIDS=()
 track() { PIDS+=("$@"); }

@@ -23,9 +23,6 @@ CONCURRENT=${CONCURRENT:-200}
 TOKEN=sk-load-token
 START=$(date +%s)
 
-
-
-
 # Each of the 200 streams holds a caller socket and an upstream socket in the proxy.
 ulimit -n 8192 2>/dev/null || true
 

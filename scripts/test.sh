@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
 
-
 step "python tools (.venv)"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
